@@ -1,0 +1,112 @@
+"""Strict readers for settings taken from the environment.
+
+A value that cannot be parsed stops start-up with ImproperlyConfigured naming the
+variable, instead of silently meaning something else (a typo in DEBUG must not turn
+debugging off or on behind the operator's back).
+"""
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean: use one of 1/0, true/false, yes/no, on/off."
+    )
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}.")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    items = [item.strip() for item in raw.split(",")]
+    if any(not item for item in items):
+        raise ImproperlyConfigured(f"{name}={raw!r} has an empty entry; separate hosts with commas.")
+    return items
+
+
+def env_database(name: str, default_sqlite_path: Path) -> dict:
+    """DATABASE_URL as a Django DATABASES entry; SQLite under the data dir when unset."""
+    import dj_database_url
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(default_sqlite_path),
+            "OPTIONS": _SQLITE_OPTIONS,
+        }
+    try:
+        config = dj_database_url.parse(raw, conn_max_age=60, conn_health_checks=True)
+    except Exception as exc:  # dj_database_url raises ValueError and friends
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a database URL: {exc}") from None
+    engine = config.get("ENGINE", "")
+    if engine not in ("django.db.backends.postgresql", "django.db.backends.sqlite3"):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r}: only postgres:// and sqlite:// URLs are supported (got engine {engine!r})."
+        )
+    if engine == "django.db.backends.sqlite3":
+        config["OPTIONS"] = _SQLITE_OPTIONS
+        config["CONN_MAX_AGE"] = 0
+    return config
+
+
+# The web server and the worker write to one SQLite file at the same time: WAL lets
+# readers go on during a write, IMMEDIATE takes the write lock at BEGIN so two writers
+# queue on `timeout` instead of failing with "database is locked" halfway through.
+_SQLITE_OPTIONS = {
+    "timeout": 30,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+
+
+def env_broker(name: str, data_dir: Path) -> tuple[str, dict]:
+    """REDIS_URL as a Celery broker; kombu's filesystem transport when unset.
+
+    The filesystem transport needs no server, so the app and the worker run on a
+    laptop with nothing installed; both processes share the folders under the data dir.
+    """
+    raw = os.environ.get(name, "").strip()
+    if raw:
+        if not raw.startswith(("redis://", "rediss://", "unix://")):
+            raise ImproperlyConfigured(f"{name}={raw!r} must start with redis://, rediss:// or unix://.")
+        return raw, {}
+    folder = data_dir / "broker"
+    for sub in ("queue", "processed"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return "filesystem://", {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "store_processed": False,
+    }

@@ -1,0 +1,164 @@
+"""Dataclass configs for generation, reward-model training and PPO.
+
+Each config is saved inside every checkpoint it produced (`rlhf_checkpoint.json`), so a
+checkpoint always says how it was made. Defaults are sized so that one demo round with
+SmolLM2-135M finishes in minutes on a laptop CPU.
+"""
+from dataclasses import asdict, dataclass, field, fields
+
+
+class ConfigError(ValueError):
+    """A config field has a value that cannot work; the message names the field."""
+
+
+def _check(cond: bool, name: str, reason: str) -> None:
+    if not cond:
+        raise ConfigError(f"{name}: {reason}")
+
+
+@dataclass
+class GenerationConfig:
+    """How samples are drawn from a policy."""
+
+    max_new_tokens: int = 96
+    """Upper bound on response length, in tokens."""
+    temperature: float = 0.7
+    """Sampling temperature; PPO recomputes logprobs at this same temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling; 1.0 keeps the full distribution (PPO needs the true policy)."""
+    batch_size: int = 8
+    """Prompts per `generate` call (left-padded)."""
+    seed: int | None = None
+    """Seed for reproducible samples; None draws a fresh one."""
+
+    def validate(self) -> "GenerationConfig":
+        _check(1 <= self.max_new_tokens <= 4096, "max_new_tokens", "must be between 1 and 4096")
+        _check(0.0 < self.temperature <= 5.0, "temperature", "must be in (0, 5]")
+        _check(0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]")
+        _check(1 <= self.batch_size <= 512, "batch_size", "must be between 1 and 512")
+        return self
+
+
+@dataclass
+class RewardConfig:
+    """Training of the Bradley–Terry reward model."""
+
+    epochs: int = 3
+    """Passes over the training pairs."""
+    batch_size: int = 16
+    """Pairs per optimizer step."""
+    learning_rate: float = 5e-5
+    """AdamW learning rate (encoders like MiniLM tolerate more than LMs)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_length: int = 256
+    """Tokens of prompt+response fed to the reward model; longer inputs are truncated from the prompt side."""
+    eval_fraction: float = 0.2
+    """Share of pairs held out for pairwise accuracy (at least one pair when there are 5 or more)."""
+    center_rewards_coefficient: float = 0.01
+    """Weight of the (r_chosen + r_rejected)^2 term that keeps rewards centred on zero."""
+    use_margin: bool = True
+    """Subtract a margin taken from vote strength inside the logsigmoid."""
+    seed: int = 0
+    """Seed for the split, shuffling and head initialisation."""
+
+    def validate(self) -> "RewardConfig":
+        _check(1 <= self.epochs <= 100, "epochs", "must be between 1 and 100")
+        _check(1 <= self.batch_size <= 1024, "batch_size", "must be between 1 and 1024")
+        _check(0 < self.learning_rate < 1, "learning_rate", "must be in (0, 1)")
+        _check(0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")
+        _check(16 <= self.max_length <= 8192, "max_length", "must be between 16 and 8192")
+        _check(self.center_rewards_coefficient >= 0, "center_rewards_coefficient", "must be >= 0")
+        return self
+
+
+@dataclass
+class PPOConfig:
+    """PPO on the policy, after "The N+ Implementation Details of RLHF with PPO" (Huang et al. 2024)."""
+
+    steps: int = 6
+    """Rollout/update iterations; each samples `batch_size` prompts."""
+    batch_size: int = 8
+    """Prompts (episodes) per rollout."""
+    mini_batch_size: int = 4
+    """Episodes per gradient step inside a PPO epoch."""
+    ppo_epochs: int = 2
+    """Passes over each rollout."""
+    learning_rate: float = 3e-5
+    """AdamW learning rate for the trainable weights (LoRA adapters and value head)."""
+    max_new_tokens: int = 48
+    """Response length during rollouts."""
+    temperature: float = 0.7
+    """Sampling temperature; logprobs of rollout, reference and update all use it."""
+    kl_coef: float = 0.05
+    """Per-token KL penalty (k1 estimator) against the frozen reference."""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the score of a response that never emitted EOS."""
+    whiten_rewards: bool = False
+    """Whiten the per-token rewards before GAE."""
+    gamma: float = 1.0
+    """Discount; 1.0 as in the paper (episodes are short)."""
+    lam: float = 0.95
+    """GAE lambda."""
+    cliprange: float = 0.2
+    """Policy ratio clip."""
+    cliprange_value: float = 0.2
+    """Value prediction clip around the rollout values."""
+    vf_coef: float = 0.1
+    """Weight of the value loss (the value head shares the policy trunk)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    use_lora: bool = True
+    """Train LoRA adapters (peft) instead of all weights: less memory and time on CPU;
+    the reference is then the base with adapters disabled."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    reward_max_length: int = 256
+    """Tokens of prompt+response given to the reward model when scoring."""
+    seed: int = 0
+    """Seed for prompt order and sampling."""
+
+    def validate(self) -> "PPOConfig":
+        _check(1 <= self.steps <= 10_000, "steps", "must be between 1 and 10000")
+        _check(1 <= self.batch_size <= 1024, "batch_size", "must be between 1 and 1024")
+        _check(1 <= self.mini_batch_size <= self.batch_size, "mini_batch_size", "must be between 1 and batch_size")
+        _check(self.batch_size % self.mini_batch_size == 0, "mini_batch_size", "must divide batch_size")
+        _check(1 <= self.ppo_epochs <= 16, "ppo_epochs", "must be between 1 and 16")
+        _check(0 < self.learning_rate < 1, "learning_rate", "must be in (0, 1)")
+        _check(1 <= self.max_new_tokens <= 2048, "max_new_tokens", "must be between 1 and 2048")
+        _check(0 < self.temperature <= 5, "temperature", "must be in (0, 5]")
+        _check(self.kl_coef >= 0, "kl_coef", "must be >= 0")
+        _check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
+        _check(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
+        _check(0 < self.cliprange < 1, "cliprange", "must be in (0, 1)")
+        _check(self.cliprange_value > 0, "cliprange_value", "must be > 0")
+        _check(self.lora_r >= 1, "lora_r", "must be >= 1")
+        return self
+
+
+def config_from_dict(cls, data: dict | None):
+    """Build a config from a (possibly partial) dict; unknown keys are an error naming them."""
+    data = dict(data or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: unknown {cls.__name__} field(s); known: {', '.join(sorted(known))}")
+    try:
+        return cls(**data).validate()
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def config_to_dict(config) -> dict:
+    return asdict(config)
+
+
+@dataclass
+class RoundConfig:
+    """Everything one training round needs besides data."""
+
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)

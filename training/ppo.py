@@ -1,0 +1,316 @@
+"""PPO for RLHF, following "The N+ Implementation Details of RLHF with PPO" (Huang et al. 2024).
+
+https://arxiv.org/abs/2403.17031 — the details, and where each one lives below:
+- queries are left-padded so all responses start in the same column (`encode_prompts`);
+  position ids are derived from the attention mask, as `generate` does;
+- logprobs are recomputed from logits divided by the sampling temperature, for the
+  rollout policy, the reference and every update (`_forward`);
+- the reward is a per-token KL penalty (k1: logp - logp_ref) against a frozen reference,
+  plus the reward model's score on the last real token;
+- responses are truncated after their first EOS; one that never emitted EOS has
+  `missing_eos_penalty` subtracted from its score;
+- the score comes from the reward model on decoded text, through the reward model's own
+  tokenizer (it may differ from the policy's);
+- GAE with gamma=1, lambda=0.95; advantages whitened; optional reward whitening;
+- clipped surrogate policy loss and clipped value loss; several epochs of minibatches;
+- dropout off everywhere.
+
+Value head: a linear layer on the policy's last hidden state, sharing the trunk (and the
+LoRA adapters). The reward model uses another tokenizer, so its weights cannot seed a
+value network over policy tokens; instead the head starts at zero (every value 0), which
+is the expected return of a centred reward model, and it is carried to the next round
+inside the checkpoint.
+"""
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from training.checkpoints import atomic_directory, write_manifest
+from training.config import PPOConfig, config_to_dict
+from training.generation import decode_responses, position_ids_from_mask, sample
+from training.models import adapter_base_path, is_adapter_checkpoint, load_policy, load_reward_model
+from training.progress import NO_HOOKS, Hooks
+from training.reward import score as reward_score
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+# --- small numerical pieces (tested against hand-computed values) -------------------
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    n = mask.sum()
+    # Bessel's correction, as in the reference implementations
+    return var * n / (n - 1).clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    whitened = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask
+
+
+def logprobs_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    return torch.gather(F.log_softmax(logits, dim=-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    logp = F.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
+    """Generalised advantage estimation over response tokens; padding contributes nothing.
+
+    Returns (advantages, returns) with returns = advantages + values.
+    """
+    rewards, values = rewards * mask, values * mask
+    T = rewards.shape[1]
+    last = torch.zeros(rewards.shape[0], device=rewards.device)
+    advs = []
+    for t in reversed(range(T)):
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = delta + gamma * lam * last
+        advs.append(last)
+    advantages = torch.stack(advs[::-1], dim=1) * mask
+    return advantages, (advantages + values) * mask
+
+
+def policy_loss(new_logprobs, old_logprobs, advantages, mask, cliprange: float):
+    """Clipped surrogate objective; returns (loss, clipfrac, approx_kl)."""
+    logratio = new_logprobs - old_logprobs
+    ratio = torch.exp(logratio)
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.max(pg_loss1, pg_loss2), mask)
+    clipfrac = masked_mean((pg_loss2 > pg_loss1).float(), mask)
+    approx_kl = 0.5 * masked_mean(logratio ** 2, mask)
+    return loss, clipfrac, approx_kl
+
+
+def value_loss(vpred, old_values, returns, mask, cliprange_value: float):
+    """Clipped value loss; returns (loss, clipfrac)."""
+    vpred_clipped = old_values + torch.clamp(vpred - old_values, -cliprange_value, cliprange_value)
+    v_loss_unclipped = (vpred - returns) ** 2
+    v_loss_clipped = (vpred_clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(v_loss_unclipped, v_loss_clipped), mask)
+    clipfrac = masked_mean((v_loss_clipped > v_loss_unclipped).float(), mask)
+    return loss, clipfrac
+
+
+# --- the trainer ---------------------------------------------------------------------
+
+class PolicyAndValue(torch.nn.Module):
+    """The policy plus a scalar value head on its last hidden state."""
+
+    def __init__(self, policy, hidden_size: int):
+        super().__init__()
+        self.policy = policy
+        self.value_head = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.value_head.weight)
+        torch.nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids, attention_mask):
+        out = self.policy(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            output_hidden_states=True,
+            use_cache=False,
+        )
+        return out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1)
+
+
+def _forward(module, query, query_mask, responses, response_mask, temperature):
+    """Logprobs of the response tokens at `temperature`, values, and the scaled logits."""
+    input_ids = torch.cat([query, responses], dim=1)
+    attention_mask = torch.cat([query_mask, response_mask], dim=1)
+    logits, values = module(input_ids, attention_mask)
+    context = query.shape[1]
+    logits = logits[:, context - 1:-1] / temperature
+    values = values[:, context - 1:-1]
+    return logprobs_of(logits, responses), values, logits
+
+
+def _prepare_policy(policy_path: Path, reference_path: Path, config: PPOConfig):
+    """Trainable policy, and how to get reference logprobs (adapters off, or a frozen copy)."""
+    model, tokenizer = load_policy(policy_path, trainable=True)
+    policy_base = Path(adapter_base_path(policy_path)) if is_adapter_checkpoint(policy_path) else policy_path
+    if config.use_lora:
+        if not is_adapter_checkpoint(policy_path):
+            from peft import LoraConfig, get_peft_model
+
+            model.requires_grad_(False)
+            model = get_peft_model(model, LoraConfig(
+                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                target_modules="all-linear", task_type="CAUSAL_LM",
+            ))
+    elif is_adapter_checkpoint(policy_path):
+        model = model.merge_and_unload()
+        model.requires_grad_(True)
+    same_base = config.use_lora and policy_base.resolve() == Path(reference_path).resolve()
+    reference = None if same_base else load_policy(reference_path)[0]
+    return model, tokenizer, reference, policy_base
+
+
+def train_ppo(
+    policy_path: str | Path,
+    reference_path: str | Path,
+    reward_path: str | Path,
+    prompts: list,
+    out_dir: str | Path,
+    config: PPOConfig | None = None,
+    hooks: Hooks = NO_HOOKS,
+    manifest: dict | None = None,
+) -> dict:
+    """Run PPO from the policy at `policy_path` and write the new policy to `out_dir` atomically.
+
+    `reference_path` is the frozen policy the KL penalty is measured against (round 0).
+    Returns {"steps": [per-step metrics], "summary": {...}}.
+    """
+    config = (config or PPOConfig()).validate()
+    if not prompts:
+        raise ValueError("prompts: PPO needs at least one prompt")
+    policy_path, reference_path = Path(policy_path), Path(reference_path)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+
+    model, tokenizer, reference, policy_base = _prepare_policy(policy_path, reference_path, config)
+    module = PolicyAndValue(model, model.config.hidden_size)
+    head_file = policy_path / VALUE_HEAD_FILE
+    if head_file.exists():
+        module.value_head.load_state_dict(load_file(str(head_file)))
+    ref_module = None if reference is None else PolicyAndValue(reference, reference.config.hidden_size)
+    reward_model, reward_tokenizer = load_reward_model(reward_path)
+    reward_model.requires_grad_(False)
+
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, eps=1e-5)
+    order = list(range(len(prompts)))
+    random.shuffle(order)
+    cursor = 0
+    step_metrics = []
+    started = time.monotonic()
+    hooks.progress("ppo", 0, config.steps)
+
+    for step in range(1, config.steps + 1):
+        hooks.check()
+        t0 = time.monotonic()
+        batch_prompts = []
+        for _ in range(config.batch_size):
+            if cursor == len(order):
+                random.shuffle(order)
+                cursor = 0
+            batch_prompts.append(prompts[order[cursor]])
+            cursor += 1
+
+        # --- rollout -------------------------------------------------------------
+        query, query_mask, responses, response_mask, ended = sample(
+            model, tokenizer, batch_prompts, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+        )
+        mask = response_mask.float()
+        with torch.no_grad():
+            old_logprobs, old_values, _ = _forward(module, query, query_mask, responses, response_mask, config.temperature)
+            if reference is None:
+                with model.disable_adapter():
+                    ref_logprobs, _, _ = _forward(module, query, query_mask, responses, response_mask, config.temperature)
+            else:
+                ref_logprobs, _, _ = _forward(ref_module, query, query_mask, responses, response_mask, config.temperature)
+            texts = decode_responses(tokenizer, responses, response_mask)
+            scores = reward_score(reward_model, reward_tokenizer, batch_prompts, texts, config.reward_max_length)
+            scores = torch.where(ended, scores, scores - config.missing_eos_penalty)
+
+            kl = (old_logprobs - ref_logprobs) * mask
+            non_score_reward = -config.kl_coef * kl
+            rewards = non_score_reward.clone()
+            last = (response_mask.sum(1) - 1).clamp(min=0)
+            rewards[torch.arange(rewards.shape[0]), last] += scores
+            if config.whiten_rewards:
+                rewards = masked_whiten(rewards, mask, shift_mean=False)
+            advantages, returns = compute_gae(rewards, old_values, mask, config.gamma, config.lam)
+            advantages = masked_whiten(advantages, mask)
+
+        # --- PPO epochs over minibatches -----------------------------------------
+        stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac", "approx_kl", "entropy")}
+        n = query.shape[0]
+        for _ in range(config.ppo_epochs):
+            perm = torch.randperm(n)
+            for start in range(0, n, config.mini_batch_size):
+                idx = perm[start:start + config.mini_batch_size]
+                new_logprobs, vpred, logits = _forward(
+                    module, query[idx], query_mask[idx], responses[idx], response_mask[idx], config.temperature,
+                )
+                m = mask[idx]
+                pg_loss, clipfrac, approx_kl = policy_loss(new_logprobs, old_logprobs[idx], advantages[idx], m, config.cliprange)
+                vf_loss, vf_clipfrac = value_loss(vpred, old_values[idx], returns[idx], m, config.cliprange_value)
+                loss = pg_loss + config.vf_coef * vf_loss
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                optimizer.step()
+                with torch.no_grad():
+                    stats["pg_loss"].append(float(pg_loss))
+                    stats["vf_loss"].append(float(vf_loss))
+                    stats["clipfrac"].append(float(clipfrac))
+                    stats["vf_clipfrac"].append(float(vf_clipfrac))
+                    stats["approx_kl"].append(float(approx_kl))
+                    stats["entropy"].append(float(masked_mean(entropy_from_logits(logits), m)))
+
+        elapsed = time.monotonic() - t0
+        metrics = {
+            "step": step,
+            "score": float(scores.mean()),
+            "kl": float(kl.sum(1).mean()),
+            "non_score_reward": float(non_score_reward.sum(1).mean()),
+            "entropy": _avg(stats["entropy"]),
+            "clipfrac": _avg(stats["clipfrac"]),
+            "approx_kl": _avg(stats["approx_kl"]),
+            "pg_loss": _avg(stats["pg_loss"]),
+            "vf_loss": _avg(stats["vf_loss"]),
+            "vf_clipfrac": _avg(stats["vf_clipfrac"]),
+            "response_length": float(response_mask.sum(1).float().mean()),
+            "eos_fraction": float(ended.float().mean()),
+            "episodes_per_s": n / elapsed if elapsed > 0 else 0.0,
+        }
+        step_metrics.append(metrics)
+        hooks.progress("ppo", step, config.steps, metrics)
+
+    summary = {
+        "steps": len(step_metrics),
+        "seconds": round(time.monotonic() - started, 2),
+        **{f"final_{k}": step_metrics[-1][k] for k in ("score", "kl", "entropy", "response_length", "eos_fraction")},
+        "mean_score": _avg([m["score"] for m in step_metrics]),
+        "mean_kl": _avg([m["kl"] for m in step_metrics]),
+    }
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        save_file({k: v.detach().contiguous() for k, v in module.value_head.state_dict().items()}, str(tmp / VALUE_HEAD_FILE))
+        write_manifest(tmp, {
+            "kind": "policy",
+            "format": "lora" if config.use_lora else "full",
+            "base_model": str(policy_base.resolve()) if config.use_lora else None,
+            "parent": str(policy_path),
+            "reference": str(reference_path),
+            "reward_model": str(reward_path),
+            "config": config_to_dict(config),
+            "metrics": summary,
+            **(manifest or {}),
+        })
+    return {"steps": step_metrics, "summary": summary}
+
+
+def _avg(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0

@@ -1,0 +1,178 @@
+"""Bradley–Terry reward model.
+
+Why an own loop rather than TRL's RewardTrainer: a round trains on a few hundred pairs,
+and the loop below is the whole algorithm in ~40 readable lines (one `logsigmoid`
+line, a margin from vote strength, a centering term) with progress and cancellation
+hooks between steps, which the app needs and which a Trainer would hide behind
+callbacks. Inputs are encoded as a text pair (prompt, response) with the reward
+model's own tokenizer: for BERT-style encoders such as MiniLM this ends on [SEP],
+which plays the role of the EOS token TRL would append.
+
+Records are plain dicts: {"prompt": [messages] | str, "chosen": str, "rejected": str,
+"margin": float (optional)}. Ties and both-bad votes never reach this module: they
+carry no ordering (the export layer drops them and says so).
+"""
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from training.checkpoints import atomic_directory, write_manifest
+from training.config import RewardConfig, config_to_dict
+from training.models import load_reward_model
+from training.progress import NO_HOOKS, Hooks
+
+
+class NotEnoughData(ValueError):
+    """Too few preference pairs to train on."""
+
+
+def prompt_as_text(prompt) -> str:
+    """A conversation flattened for the reward model: one line per turn."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
+
+
+def encode_pairs(tokenizer, prompts: list, responses: list[str], max_length: int) -> dict:
+    return tokenizer(
+        [prompt_as_text(p) for p in prompts],
+        responses,
+        padding=True,
+        truncation="longest_first",
+        max_length=max_length,
+        return_tensors="pt",
+    )
+
+
+def score(model, tokenizer, prompts: list, responses: list[str], max_length: int = 256, batch_size: int = 32) -> torch.Tensor:
+    """Reward of each (prompt, response), without gradients."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch_size):
+            enc = encode_pairs(tokenizer, prompts[i:i + batch_size], responses[i:i + batch_size], max_length)
+            out.append(model(**enc).logits.squeeze(-1).float())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None,
+                       center_coefficient: float = 0.0) -> torch.Tensor:
+    """-log σ(r_c - r_r - margin), plus a term pulling rewards towards zero mean."""
+    diff = r_chosen - r_rejected
+    if margin is not None:
+        diff = diff - margin
+    loss = -F.logsigmoid(diff).mean()
+    if center_coefficient:
+        loss = loss + center_coefficient * torch.mean((r_chosen + r_rejected) ** 2)
+    return loss
+
+
+def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    shuffled = list(records)
+    random.Random(seed).shuffle(shuffled)
+    n_eval = 0
+    if eval_fraction > 0 and len(shuffled) >= 5:
+        n_eval = max(1, int(round(len(shuffled) * eval_fraction)))
+    return shuffled[n_eval:], shuffled[:n_eval]
+
+
+def evaluate(model, tokenizer, records: list[dict], max_length: int) -> dict:
+    """Pairwise accuracy, mean margin and reward spread on held-out pairs."""
+    if not records:
+        return {"eval_pairs": 0}
+    prompts = [r["prompt"] for r in records]
+    rc = score(model, tokenizer, prompts, [r["chosen"] for r in records], max_length)
+    rr = score(model, tokenizer, prompts, [r["rejected"] for r in records], max_length)
+    both = torch.cat([rc, rr])
+    return {
+        "eval_pairs": len(records),
+        "eval_accuracy": float((rc > rr).float().mean()),
+        "eval_mean_margin": float((rc - rr).mean()),
+        "eval_reward_mean": float(both.mean()),
+        "eval_reward_std": float(both.std()) if both.numel() > 1 else 0.0,
+    }
+
+
+def train_reward_model(
+    records: list[dict],
+    base_path: str | Path,
+    out_dir: str | Path,
+    config: RewardConfig | None = None,
+    hooks: Hooks = NO_HOOKS,
+    manifest: dict | None = None,
+) -> dict:
+    """Train on `records`, starting from `base_path`; write the model to `out_dir` atomically.
+
+    Returns {"steps": [per-step metrics], "summary": {...}}.
+    """
+    config = (config or RewardConfig()).validate()
+    if not records:
+        raise NotEnoughData("no preference pairs to train the reward model on")
+    torch.manual_seed(config.seed)
+    train, held_out = split_records(records, config.eval_fraction, config.seed)
+    model, tokenizer = load_reward_model(base_path)
+    model.train()
+    # dropout stays off even in train(): load_reward_model set every p to 0
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate, weight_decay=config.weight_decay,
+    )
+    rng = random.Random(config.seed)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    before = evaluate(model, tokenizer, held_out, config.max_length)
+    step_metrics = []
+    started = time.monotonic()
+    hooks.progress("reward", 0, total)
+    for epoch in range(config.epochs):
+        order = list(train)
+        rng.shuffle(order)
+        for b in range(steps_per_epoch):
+            hooks.check()
+            batch = order[b * config.batch_size:(b + 1) * config.batch_size]
+            n = len(batch)
+            prompts = [r["prompt"] for r in batch] * 2
+            responses = [r["chosen"] for r in batch] + [r["rejected"] for r in batch]
+            enc = encode_pairs(tokenizer, prompts, responses, config.max_length)
+            rewards = model(**enc).logits.squeeze(-1)
+            r_chosen, r_rejected = rewards[:n], rewards[n:]
+            margin = None
+            if config.use_margin:
+                margin = torch.tensor([float(r.get("margin") or 0.0) for r in batch])
+            loss = bradley_terry_loss(r_chosen, r_rejected, margin, config.center_rewards_coefficient)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                metrics = {
+                    "step": len(step_metrics) + 1,
+                    "epoch": epoch + 1,
+                    "loss": float(loss),
+                    "accuracy": float((r_chosen > r_rejected).float().mean()),
+                    "margin": float((r_chosen - r_rejected).mean()),
+                }
+            step_metrics.append(metrics)
+            hooks.progress("reward", len(step_metrics), total, metrics)
+    model.eval()
+    after = evaluate(model, tokenizer, held_out, config.max_length)
+    summary = {
+        "train_pairs": len(train),
+        **after,
+        "eval_accuracy_before": before.get("eval_accuracy"),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_manifest(tmp, {
+            "kind": "reward",
+            "format": "full",
+            "initialised_from": str(base_path),
+            "config": config_to_dict(config),
+            "metrics": summary,
+            **(manifest or {}),
+        })
+    return {"steps": step_metrics, "summary": summary}
