@@ -1,0 +1,100 @@
+"""The work queue: which comparison an annotator gets next.
+
+Invariants: an annotator never gets the same comparison twice (unique assignment per
+comparison × annotator); live reservations plus votes never exceed the comparison's
+votes_needed; a reservation that expires returns its slot to the pool.
+"""
+import random
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractUser
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from feedback.models import Assignment, Comparison, Project
+
+RESERVATION = timedelta(minutes=15)
+_CANDIDATES_PER_TRY = 10
+
+
+def _taken(now) -> Subquery:
+    """Votes cast plus live reservations, per comparison, as a subquery (no GROUP BY,
+    so the outer query can still take row locks)."""
+    counts = (
+        Assignment.objects.filter(comparison=OuterRef("pk"))
+        .filter(Q(status=Assignment.Status.VOTED) | Q(status=Assignment.Status.RESERVED, reserved_until__gt=now))
+        .order_by()
+        .values("comparison")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counts), 0)
+
+
+def assignment_current(*, annotator: AbstractUser, project: Project) -> Assignment | None:
+    """The annotator's live reservation in this project, if any (a reload shows the same item)."""
+    return (
+        Assignment.objects.filter(
+            annotator=annotator, comparison__project=project,
+            status=Assignment.Status.RESERVED, reserved_until__gt=timezone.now(),
+        )
+        .select_related("comparison__prompt", "comparison__sample_a", "comparison__sample_b")
+        .order_by("id")
+        .first()
+    )
+
+
+def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment | None:
+    """Reserve the next comparison for `annotator`, or return None when there is no work."""
+    current = assignment_current(annotator=annotator, project=project)
+    if current is not None:
+        return current
+    for _ in range(5):
+        now = timezone.now()
+        with transaction.atomic():
+            candidates = (
+                Comparison.objects.filter(project=project, status=Comparison.Status.OPEN)
+                .exclude(assignments__annotator=annotator)
+                .annotate(taken=_taken(now))
+                .filter(taken__lt=F("votes_needed"))
+                .order_by("id")
+                # Two annotators must not both take the last slot of one comparison: the
+                # row lock serialises claims per comparison, SKIP LOCKED sends the second
+                # claimer to the next row instead of making it wait.
+                .select_for_update(skip_locked=True, of=("self",))
+            )
+            seen_any = False
+            for comparison in candidates[:_CANDIDATES_PER_TRY]:
+                seen_any = True
+                # Recount under the lock: the candidate query's snapshot may predate a
+                # claim that committed while we waited for the row.
+                taken = (
+                    Comparison.objects.filter(pk=comparison.pk).annotate(taken=_taken(now)).values_list("taken", flat=True)[0]
+                )
+                if taken >= comparison.votes_needed:
+                    continue
+                try:
+                    with transaction.atomic():
+                        return Assignment.objects.create(
+                            comparison=comparison, annotator=annotator, reserved_until=now + RESERVATION,
+                            left_is_a=random.random() < 0.5,
+                        )
+                except IntegrityError:
+                    # The same annotator claimed it from another tab a moment ago.
+                    continue
+        if not seen_any:
+            return None
+    return None
+
+
+def assignment_skip(*, annotator: AbstractUser, assignment_id: int, reason: str) -> Assignment:
+    """Give a reserved comparison back to the pool; the annotator will not see it again."""
+    with transaction.atomic():
+        assignment = Assignment.objects.select_for_update().get(pk=assignment_id, annotator=annotator)
+        if assignment.status == Assignment.Status.RESERVED:
+            assignment.status = Assignment.Status.SKIPPED
+            assignment.skip_reason = reason[:50]
+            assignment.save(update_fields=["status", "skip_reason"])
+    return assignment

@@ -1,0 +1,86 @@
+"""Sampling responses from checkpoints and turning them into comparisons."""
+import random
+
+from django.db import transaction
+
+from feedback.models import Checkpoint, Comparison, Project, Prompt, Sample, TrainingRound
+from training.config import GenerationConfig, config_from_dict
+from training.progress import NO_HOOKS, Hooks
+
+
+def generation_config(project: Project, overrides: dict | None = None) -> GenerationConfig:
+    return config_from_dict(GenerationConfig, {**(project.generation_settings or {}), **(overrides or {})})
+
+
+def prompts_for_batch(project: Project, count: int, *, split: str = Prompt.Split.TRAIN) -> list[Prompt]:
+    """The prompts with the fewest comparisons so far, so every prompt gets its turn."""
+    from django.db.models import Count
+
+    return list(
+        Prompt.objects.filter(project=project, split=split)
+        .annotate(n=Count("comparisons"))
+        .order_by("n", "id")[:count]
+    )
+
+
+def _offset(hooks: Hooks, done: int, total: int) -> Hooks:
+    """Hooks for one part of a larger job: progress is shifted into the whole job's count."""
+    def report(*, stage, step, total: int = total, metrics=None, _total=total):
+        if step or not done:  # a later part's "0 done" would repeat the earlier part's last line
+            hooks.progress("generating", done + step, _total, metrics)
+
+    return Hooks(report=report, should_stop=hooks.should_stop)
+
+
+def comparisons_generate(
+    *,
+    project: Project,
+    prompts: list[Prompt],
+    checkpoint_a: Checkpoint,
+    checkpoint_b: Checkpoint,
+    batch: int,
+    training_round: TrainingRound | None = None,
+    config: GenerationConfig | None = None,
+    hooks: Hooks = NO_HOOKS,
+) -> list[Comparison]:
+    """Sample one response per prompt from each checkpoint and pair them as comparisons.
+
+    With the same checkpoint on both sides, it is sampled twice (the first batch). All
+    rows are written in one transaction at the end: a cancelled or failed job leaves no
+    half batch behind.
+    """
+    from training.generation import generate_responses
+    from training.models import load_policy
+
+    config = config or generation_config(project)
+    if not prompts:
+        return []
+    messages = [p.messages for p in prompts]
+    total = 2 * len(prompts)
+    loaded = load_policy(checkpoint_a.path)
+    responses_a = generate_responses(checkpoint_a.path, messages, config, _offset(hooks, 0, total), model_and_tokenizer=loaded)
+    if checkpoint_b.pk != checkpoint_a.pk:
+        loaded = load_policy(checkpoint_b.path)
+    responses_b = generate_responses(
+        checkpoint_b.path, messages, config, _offset(hooks, len(prompts), total), model_and_tokenizer=loaded
+    )
+    hooks.check()
+    params = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "top_p": config.top_p}
+    created = []
+    with transaction.atomic():
+        for prompt, ra, rb in zip(prompts, responses_a, responses_b):
+            sa = Sample.objects.create(prompt=prompt, checkpoint=checkpoint_a, text=ra.text, token_count=ra.token_count,
+                                       finished=ra.finished, generation_params=params)
+            sb = Sample.objects.create(prompt=prompt, checkpoint=checkpoint_b, text=rb.text, token_count=rb.token_count,
+                                       finished=rb.finished, generation_params=params)
+            created.append(Comparison.objects.create(
+                project=project, prompt=prompt, sample_a=sa, sample_b=sb, batch=batch,
+                round=training_round, votes_needed=project.votes_per_comparison,
+            ))
+    return created
+
+
+def shuffled(items: list, seed: int | None = None) -> list:
+    items = list(items)
+    random.Random(seed).shuffle(items)
+    return items

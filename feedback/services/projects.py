@@ -1,0 +1,73 @@
+"""Projects, their prompts and their first checkpoint."""
+from django.db import transaction
+
+from feedback.models import Checkpoint, Project, Prompt
+from feedback.selectors.checkpoints import reference_policy
+from feedback.services.checkpoints import checkpoint_register
+from feedback.services.model_paths import policy_base_ensure
+
+ROLES = {"system", "user", "assistant"}
+
+
+class PromptImportError(ValueError):
+    """A row that cannot be imported; the message names the row, the field and the reason."""
+
+    def __init__(self, row: int, field: str, message: str):
+        super().__init__(f"row {row}, {field}: {message}")
+        self.row, self.field, self.message = row, field, message
+
+
+def _messages_from_row(row_number: int, row) -> list[dict]:
+    if isinstance(row, str):
+        row = {"prompt": row}
+    if not isinstance(row, dict):
+        raise PromptImportError(row_number, "prompt", "must be a string or an object")
+    if "messages" in row:
+        messages = row["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise PromptImportError(row_number, "messages", "must be a non-empty list of {role, content}")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                raise PromptImportError(row_number, f"messages[{i}]", "needs role (system/user/assistant) and string content")
+            if not m["content"].strip():
+                raise PromptImportError(row_number, f"messages[{i}].content", "is empty")
+        if messages[-1]["role"] != "user":
+            raise PromptImportError(row_number, "messages", "must end with a user turn")
+        return [{"role": m["role"], "content": m["content"]} for m in messages]
+    text = row.get("prompt")
+    if not isinstance(text, str) or not text.strip():
+        raise PromptImportError(row_number, "prompt", "is missing or empty")
+    if len(text) > 20_000:
+        raise PromptImportError(row_number, "prompt", "is longer than 20000 characters")
+    return [{"role": "user", "content": text.strip()}]
+
+
+def prompts_import(*, project: Project, rows: list, source: str = "") -> list[Prompt]:
+    """Import prompts atomically: one bad row rejects the whole import, naming the row (1-based)."""
+    prepared = []
+    for number, row in enumerate(rows, start=1):
+        messages = _messages_from_row(number, row)
+        split = row.get("split", Prompt.Split.TRAIN) if isinstance(row, dict) else Prompt.Split.TRAIN
+        if split not in Prompt.Split.values:
+            raise PromptImportError(number, "split", f"must be one of {', '.join(Prompt.Split.values)}")
+        tags = row.get("tags", []) if isinstance(row, dict) else []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise PromptImportError(number, "tags", "must be a list of strings")
+        prepared.append(Prompt(project=project, messages=messages, split=split, tags=tags, source=source))
+    with transaction.atomic():
+        return Prompt.objects.bulk_create(prepared, batch_size=1000)
+
+
+def project_policy_init(*, project: Project) -> tuple[Checkpoint, bool]:
+    """Register the project's round-0 policy (its base model) as the active checkpoint.
+
+    Converts the bundled SmolLM2 once when it is the base. Returns (checkpoint, created).
+    """
+    existing = reference_policy(project)
+    if existing is not None:
+        return existing, False
+    path, _ = policy_base_ensure(project)
+    checkpoint = checkpoint_register(
+        project=project, kind=Checkpoint.Kind.POLICY, path=path, name="round 0", activate=True,
+    )
+    return checkpoint, True

@@ -1,0 +1,161 @@
+"""Pages for annotators (/annotate/) and admins (/studio/): thin, they call services."""
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from feedback.forms import RoundLaunchForm, SkipForm, VoteForm
+from feedback.models import Assignment, Comparison, Project, TrainingRound
+from feedback.selectors.checkpoints import active_policy
+from feedback.selectors.progress import annotator_progress, project_counts
+from feedback.selectors.rounds import round_win_rate, rounds_for_project, running_round
+from feedback.services.assignment import assignment_next, assignment_skip
+from feedback.services.rounds import RoundError, round_cancel, round_launch
+from feedback.services.votes import VoteError, vote_submit
+
+
+@login_required
+def home(request):
+    return redirect("feedback:studio" if request.user.is_staff else "feedback:annotate")
+
+
+def _project_for(request) -> Project | None:
+    project_id = request.GET.get("project") or request.POST.get("project")
+    if project_id:
+        try:
+            return Project.objects.get(pk=int(project_id))
+        except (ValueError, Project.DoesNotExist):
+            raise Http404("no such project") from None
+    with_work = Project.objects.filter(comparisons__status=Comparison.Status.OPEN).distinct().first()
+    return with_work or Project.objects.first()
+
+
+def _annotate_url(project: Project) -> str:
+    return f"{reverse('feedback:annotate')}?project={project.pk}"
+
+
+@login_required
+def annotate(request):
+    project = _project_for(request)
+    context = {"project": project, "projects": Project.objects.all()}
+    if project is None:
+        return render(request, "feedback/annotate_empty.html", context)
+    assignment = assignment_next(annotator=request.user, project=project)
+    context["progress"] = annotator_progress(annotator=request.user, project=project)
+    if assignment is None:
+        return render(request, "feedback/annotate_empty.html", context)
+    comparison = assignment.comparison
+    left, right = (
+        (comparison.sample_a, comparison.sample_b) if assignment.left_is_a else (comparison.sample_b, comparison.sample_a)
+    )
+    context.update({
+        "assignment": assignment,
+        "comparison": comparison,
+        "messages_": comparison.prompt.messages,
+        "left": left,
+        "right": right,
+        "skip_form": SkipForm(),
+    })
+    return render(request, "feedback/annotate.html", context)
+
+
+@login_required
+@require_POST
+def annotate_vote(request, assignment_id: int):
+    assignment = get_object_or_404(Assignment.objects.select_related("comparison"), pk=assignment_id, annotator=request.user)
+    project = assignment.comparison.project
+    form = VoteForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Your vote was not saved: " + "; ".join(
+            f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()))
+        return HttpResponseRedirect(_annotate_url(project))
+    side = form.cleaned_data["side"]
+    if side in ("left", "right"):
+        left_is_a = assignment.left_is_a
+        choice = Comparison.Choice.A if (side == "left") == left_is_a else Comparison.Choice.B
+    else:
+        choice = side
+    try:
+        vote_submit(
+            annotator=request.user, assignment_id=assignment.pk, choice=choice,
+            strength=form.cleaned_data["strength"], rationale=form.cleaned_data["rationale"],
+            time_spent_ms=form.cleaned_data["time_spent_ms"], idempotency_key=form.cleaned_data["idempotency_key"],
+        )
+    except VoteError as exc:
+        messages.error(request, f"Your vote was not saved: {exc}")
+    return HttpResponseRedirect(_annotate_url(project))
+
+
+@login_required
+@require_POST
+def annotate_skip(request, assignment_id: int):
+    assignment = get_object_or_404(Assignment.objects.select_related("comparison"), pk=assignment_id, annotator=request.user)
+    form = SkipForm(request.POST)
+    if form.is_valid():
+        assignment_skip(annotator=request.user, assignment_id=assignment.pk, reason=form.cleaned_data["reason"])
+    else:
+        messages.error(request, "Choose why you skip.")
+    return HttpResponseRedirect(_annotate_url(assignment.comparison.project))
+
+
+@staff_member_required
+def studio(request):
+    projects = []
+    for project in Project.objects.all():
+        projects.append({
+            "project": project,
+            "counts": project_counts(project),
+            "active_policy": active_policy(project),
+            "running": running_round(project),
+            "rounds": [(r, round_win_rate(r)) for r in rounds_for_project(project)[:20]],
+            "form": RoundLaunchForm(prefix=f"p{project.pk}"),
+        })
+    return render(request, "feedback/studio.html", {"projects": projects})
+
+
+@staff_member_required
+@require_POST
+def studio_round_launch(request, project_id: int):
+    project = get_object_or_404(Project, pk=project_id)
+    form = RoundLaunchForm(request.POST, prefix=f"p{project.pk}")
+    if not form.is_valid():
+        messages.error(request, "Round not launched: " + "; ".join(
+            f"{form.fields[f].label if f in form.fields else f}: {' '.join(e)}" for f, e in form.errors.items()))
+        return redirect("feedback:studio")
+    try:
+        training_round = round_launch(project=project, launched_by=request.user, config=form.round_config())
+    except RoundError as exc:
+        messages.error(request, f"Round not launched: {exc}")
+        return redirect("feedback:studio")
+    messages.success(request, f"Round {training_round.number} queued.")
+    return redirect("feedback:round_detail", round_id=training_round.pk)
+
+
+@staff_member_required
+def round_detail(request, round_id: int):
+    training_round = get_object_or_404(
+        TrainingRound.objects.select_related("project", "policy_checkpoint", "reward_checkpoint", "parent_policy"),
+        pk=round_id,
+    )
+    metrics = training_round.metrics or {}
+    return render(request, "feedback/round_detail.html", {
+        "round": training_round,
+        "reward_steps": metrics.get("reward", []),
+        "ppo_steps": metrics.get("ppo", []),
+        "reward_summary": metrics.get("reward_summary", {}),
+        "ppo_summary": metrics.get("ppo_summary", {}),
+        "win_rate": round_win_rate(training_round),
+        "stages": [s for s in TrainingRound.Status if s not in (TrainingRound.Status.FAILED, TrainingRound.Status.CANCELLED)],
+    })
+
+
+@staff_member_required
+@require_POST
+def round_cancel_view(request, round_id: int):
+    training_round = get_object_or_404(TrainingRound, pk=round_id)
+    round_cancel(training_round=training_round)
+    messages.info(request, f"Cancellation of round {training_round.number} requested.")
+    return redirect("feedback:round_detail", round_id=training_round.pk)
