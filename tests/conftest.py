@@ -1,0 +1,63 @@
+"""Shared fixtures: named users, tiny models, a real Celery worker.
+
+Tests run on SQLite and an in-process broker by default, and on PostgreSQL and Redis
+when DATABASE_URL / REDIS_URL point at them (as .ci/run does).
+"""
+import os
+import tempfile
+import uuid
+
+# Before Django settings load: a throwaway data dir and a queue no other run shares.
+os.environ.setdefault("RLHF_DATA_DIR", tempfile.mkdtemp(prefix="rlhf-test-"))
+os.environ.setdefault("CELERY_QUEUE", f"rlhf-test-{uuid.uuid4().hex[:8]}")
+
+import pytest  # noqa: E402
+
+from tests.helpers import TINY_WORDS  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Paths of a tiny random policy and reward model (built once per session)."""
+    from training.tiny import build_tiny_policy, build_tiny_reward
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {
+        "policy": str(build_tiny_policy(root / "policy", TINY_WORDS)),
+        "reward": str(build_tiny_reward(root / "reward", TINY_WORDS)),
+    }
+
+
+@pytest.fixture
+def alice(django_user_model):
+    """An annotator."""
+    return django_user_model.objects.create_user(username="alice", password="alice-pw-123")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    """Another annotator."""
+    return django_user_model.objects.create_user(username="bob", password="bob-pw-123")
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    """Staff: may use the studio."""
+    return django_user_model.objects.create_user(username="root", password="root-pw-123", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def celery_worker():
+    """A real Celery worker thread consuming this run's queue (Redis when REDIS_URL is set)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from rlhf_site.celery import app
+
+    app.conf.update(
+        broker_url=os.environ.get("REDIS_URL") or "memory://",
+        broker_transport_options={},
+        task_default_queue=os.environ["CELERY_QUEUE"],
+    )
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING",
+                      shutdown_timeout=30) as worker:
+        yield worker

@@ -1,0 +1,31 @@
+"""Small builders shared by tests."""
+TINY_WORDS = (
+    "the a an cat dog sat on mat hello world good bad great terrible yes no please thanks why how what is are "
+    "you i we it sky blue green red tell me about say something nice short long answer question explain"
+).split()
+
+TINY_PROMPTS = [
+    "tell me about the cat", "why is the sky blue", "say something nice", "what is a dog",
+    "explain the world", "how are you", "tell me something good", "what is green",
+]
+
+
+def make_project(tiny_models, *, name="Tiny", overlap=1, prompts=TINY_PROMPTS, first_batch=len(TINY_PROMPTS)):
+    """A project on the tiny models, with prompts, its round-0 policy and a first batch."""
+    from feedback.models import Project
+    from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
+    from feedback.services.projects import project_policy_init, prompts_import
+
+    project = Project.objects.create(
+        name=name, policy_base_model=tiny_models["policy"], reward_base_model=tiny_models["reward"],
+        votes_per_comparison=overlap, guidelines="Prefer **helpful** answers.",
+        generation_settings={"max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0, "batch_size": 4},
+    )
+    prompts_import(project=project, rows=list(prompts), source="test")
+    checkpoint, _ = project_policy_init(project=project)
+    if first_batch:
+        comparisons_generate(
+            project=project, prompts=prompts_for_batch(project, first_batch),
+            checkpoint_a=checkpoint, checkpoint_b=checkpoint, batch=0, config=generation_config(project),
+        )
+    return project

@@ -1,0 +1,24 @@
+"""docker-compose.yml wires web, worker, PostgreSQL and Redis with the app's own variables."""
+from pathlib import Path
+
+import yaml
+
+COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
+
+
+def test_compose_has_the_four_services_wired_by_environment():
+    spec = yaml.safe_load(COMPOSE.read_text())
+    services = spec["services"]
+    assert {"web", "worker", "postgres", "redis"} <= set(services)
+    for name in ("web", "worker"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in env["DATABASE_URL"]
+        assert env["REDIS_URL"].startswith("redis://redis:6379")
+        assert env["RLHF_DATA_DIR"] == "/data"
+        assert any(v.endswith(":/data") for v in services[name]["volumes"])
+        assert set(services[name]["depends_on"]) == {"postgres", "redis"}
+    assert "runserver" in services["web"]["command"] and "migrate" in services["web"]["command"]
+    assert services["worker"]["command"].startswith("celery -A rlhf_site worker")
+    assert "-Q rlhf" in services["worker"]["command"]
+    assert services["postgres"]["image"].startswith("postgres")
+    assert services["redis"]["image"].startswith("redis")
