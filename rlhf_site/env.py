@@ -66,7 +66,7 @@ def env_database(name: str, default_sqlite_path: Path) -> dict:
             "OPTIONS": _SQLITE_OPTIONS,
         }
     try:
-        config = dj_database_url.parse(raw, conn_max_age=60, conn_health_checks=True)
+        config = dj_database_url.parse(raw, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True)
     except Exception as exc:  # dj_database_url raises ValueError and friends
         raise ImproperlyConfigured(f"{name}={raw!r} is not a database URL: {exc}") from None
     engine = config.get("ENGINE", "")

@@ -10,6 +10,8 @@ import uuid
 # Before Django settings load: a throwaway data dir and a queue no other run shares.
 os.environ.setdefault("RLHF_DATA_DIR", tempfile.mkdtemp(prefix="rlhf-test-"))
 os.environ.setdefault("CELERY_QUEUE", f"rlhf-test-{uuid.uuid4().hex[:8]}")
+# The worker thread's connections close after each task, so the test database can be dropped.
+os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 
 import pytest  # noqa: E402
 
