@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "feedback",
 ]
 
@@ -104,10 +106,33 @@ LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # `?format=` names the export format (trl, openai, ...), not a DRF renderer.
+    "URL_FORMAT_OVERRIDE": None,
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 100,
+    # Scoped rates; a scope's view sets throttle_scope. Tune per deployment.
+    "DEFAULT_THROTTLE_RATES": {
+        "votes": env_str("THROTTLE_VOTES", "1200/min"),
+        "exports": env_str("THROTTLE_EXPORTS", "60/min"),
+        "imports": env_str("THROTTLE_IMPORTS", "120/min"),
+    },
 }
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "RLHF Studio API",
+    "DESCRIPTION": "Import prompts and pairs, collect votes, launch training rounds, export preference datasets.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# Request bodies beyond this are refused before parsing (imports say so clearly).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 
 # Celery: Redis when REDIS_URL is set, otherwise a broker that needs no server.
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = env_broker("REDIS_URL", DATA_DIR)

@@ -71,3 +71,39 @@ def project_policy_init(*, project: Project) -> tuple[Checkpoint, bool]:
         project=project, kind=Checkpoint.Kind.POLICY, path=path, name="round 0", activate=True,
     )
     return checkpoint, True
+
+
+def comparisons_import(*, project: Project, rows: list, source: str = "import") -> list:
+    """Import pairs written elsewhere ({prompt, response_a, response_b, model_a?, model_b?}) atomically."""
+    from feedback.models import Comparison, Sample
+
+    if not isinstance(rows, list):
+        raise PromptImportError(0, "body", "must be a list of objects")
+    prepared = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise PromptImportError(number, "row", "must be an object")
+        prompt_source = {"messages": row["prompt"]} if isinstance(row.get("prompt"), list) else {"prompt": row.get("prompt")}
+        messages = _messages_from_row(number, prompt_source)
+        for field in ("response_a", "response_b"):
+            value = row.get(field)
+            if not isinstance(value, str) or not value.strip():
+                raise PromptImportError(number, field, "is missing or empty")
+            if len(value) > 50_000:
+                raise PromptImportError(number, field, "is longer than 50000 characters")
+        models = []
+        for field, default in (("model_a", "imported-a"), ("model_b", "imported-b")):
+            value = row.get(field, default)
+            if not isinstance(value, str) or not value.strip() or len(value) > 200:
+                raise PromptImportError(number, field, "must be a non-empty string of at most 200 characters")
+            models.append(value.strip())
+        prepared.append((messages, row["response_a"], row["response_b"], models))
+    created = []
+    with transaction.atomic():
+        for messages, ra, rb, (ma, mb) in prepared:
+            prompt = Prompt.objects.create(project=project, messages=messages, source=source)
+            sa = Sample.objects.create(prompt=prompt, model_name=ma, text=ra)
+            sb = Sample.objects.create(prompt=prompt, model_name=mb, text=rb)
+            created.append(Comparison.objects.create(project=project, prompt=prompt, sample_a=sa, sample_b=sb,
+                                                     votes_needed=project.votes_per_comparison))
+    return created

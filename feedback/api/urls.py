@@ -1,0 +1,28 @@
+"""Routes of /api/v1/ (scripts depend on these paths)."""
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from feedback.api import views
+
+router = DefaultRouter()
+router.register("projects", views.ProjectViewSet, basename="project")
+router.register("votes", views.MyVotesViewSet, basename="vote")
+
+rounds = views.RoundViewSet.as_view({"get": "list", "post": "create"})
+round_detail = views.RoundViewSet.as_view({"get": "retrieve"})
+round_cancel = views.RoundViewSet.as_view({"post": "cancel"})
+checkpoints = views.CheckpointViewSet.as_view({"get": "list"})
+checkpoint_promote = views.CheckpointViewSet.as_view({"post": "promote"})
+
+urlpatterns = [
+    path("", include(router.urls)),
+    path("projects/<int:project_pk>/rounds/", rounds, name="round-list"),
+    path("projects/<int:project_pk>/rounds/<int:number>/", round_detail, name="round-detail"),
+    path("projects/<int:project_pk>/rounds/<int:number>/cancel/", round_cancel, name="round-cancel"),
+    path("projects/<int:project_pk>/checkpoints/", checkpoints, name="checkpoint-list"),
+    path("projects/<int:project_pk>/checkpoints/<int:pk>/promote/", checkpoint_promote, name="checkpoint-promote"),
+    path("comparisons/<int:comparison_id>/votes/", views.vote_create, name="vote-create"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

@@ -1,0 +1,248 @@
+"""REST API under /api/v1/: thin views that validate, call one service and serialize."""
+import json
+
+from django.db import transaction
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action, api_view, permission_classes, throttle_classes
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+
+from feedback.api.parsing import parse_rows
+from feedback.api.permissions import IsStaff
+from feedback.api.serializers import (
+    CheckpointSerializer,
+    NextComparisonSerializer,
+    ProjectSerializer,
+    RoundLaunchSerializer,
+    RoundSerializer,
+    VoteInSerializer,
+    VoteSerializer,
+)
+from feedback.models import Assignment, Checkpoint, Comparison, Project, TrainingRound, Vote
+from feedback.services.assignment import assignment_next
+from feedback.services.checkpoints import checkpoint_activate
+from feedback.services.exports import EXPORT_FORMATS, export_rows
+from feedback.services.projects import PromptImportError, comparisons_import, prompts_import
+from feedback.services.rounds import RoundError, round_cancel, round_launch
+from feedback.services.votes import VoteError, vote_submit
+
+
+def _import_error(exc: PromptImportError) -> Response:
+    """400 naming the row (1-based; 0 for the body as a whole), the field and the reason."""
+    return Response({"row": exc.row, "field": exc.field, "detail": exc.message, "error": str(exc)},
+                    status=status.HTTP_400_BAD_REQUEST)
+
+
+class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                     mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    """Projects: everyone signed in may read; staff create and change."""
+
+    queryset = Project.objects.all()
+    serializer_class = ProjectSerializer
+
+    def get_permissions(self):
+        if self.action in ("list", "retrieve", "next_comparison"):
+            return [IsAuthenticated()]
+        return [IsStaff()]
+
+    def _import(self, request, importer, status_code=status.HTTP_201_CREATED):
+        project = self.get_object()
+        try:
+            rows = parse_rows(request.body, request.content_type)
+            created = importer(project=project, rows=rows)
+        except PromptImportError as exc:
+            return _import_error(exc)
+        return Response({"imported": len(created)}, status=status_code)
+
+    @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR,
+                            "text/csv": OpenApiTypes.STR}, responses={201: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"], url_path="prompts/import", throttle_classes=[ScopedRateThrottle])
+    def import_prompts(self, request, pk=None):
+        """Import prompts (JSON list, JSONL or CSV); all or nothing."""
+        return self._import(request, lambda project, rows: prompts_import(project=project, rows=rows, source="api"))
+
+    @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR},
+                   responses={201: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"], url_path="comparisons/import", throttle_classes=[ScopedRateThrottle])
+    def import_comparisons(self, request, pk=None):
+        """Import pairs written elsewhere; all or nothing."""
+        return self._import(request, lambda project, rows: comparisons_import(project=project, rows=rows))
+
+    @extend_schema(responses={200: NextComparisonSerializer, 204: None})
+    @action(detail=True, methods=["get"], url_path="comparisons/next")
+    def next_comparison(self, request, pk=None):
+        """Reserve the caller's next comparison (same queue as /annotate/); 204 when none."""
+        project = self.get_object()
+        assignment = assignment_next(annotator=request.user, project=project)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        c = assignment.comparison
+        shown = [c.sample_a, c.sample_b] if assignment.left_is_a else [c.sample_b, c.sample_a]
+        data = {
+            "assignment_id": assignment.pk,
+            "comparison_id": c.pk,
+            "prompt": c.prompt.messages,
+            "responses": [{"label": label, "id": s.pk, "text": s.text} for label, s in zip("ab", shown)],
+            "reserved_until": assignment.reserved_until,
+        }
+        return Response(NextComparisonSerializer(data).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=list(EXPORT_FORMATS)),
+            OpenApiParameter("aggregation", str, enum=["majority", "all"]),
+            OpenApiParameter("round", int), OpenApiParameter("since", OpenApiTypes.DATETIME),
+            OpenApiParameter("split", str, enum=["train", "held_out"]), OpenApiParameter("min_agreement", float),
+        ],
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
+    )
+    @action(detail=True, methods=["get"], url_path="export", throttle_classes=[ScopedRateThrottle])
+    def export(self, request, pk=None):
+        """Stream a preference dataset as JSONL (constant memory)."""
+        project = self.get_object()
+        params = request.query_params
+        fmt = params.get("format", "trl")
+        if fmt not in EXPORT_FORMATS:
+            raise ValidationError({"format": f"must be one of {', '.join(EXPORT_FORMATS)}"})
+        kwargs = {"aggregation": params.get("aggregation", "majority"), "split": params.get("split") or None}
+        if kwargs["aggregation"] not in ("majority", "all"):
+            raise ValidationError({"aggregation": "must be 'majority' or 'all'"})
+        if kwargs["split"] not in (None, "train", "held_out"):
+            raise ValidationError({"split": "must be 'train' or 'held_out'"})
+        if "round" in params:
+            try:
+                kwargs["training_round"] = int(params["round"])
+            except ValueError:
+                raise ValidationError({"round": "must be an integer"}) from None
+        if "since" in params:
+            since = parse_datetime(params["since"])
+            if since is None:
+                raise ValidationError({"since": "must be an ISO 8601 date-time"})
+            kwargs["since"] = since
+        if "min_agreement" in params:
+            try:
+                kwargs["min_agreement"] = float(params["min_agreement"])
+            except ValueError:
+                raise ValidationError({"min_agreement": "must be a number between 0 and 1"}) from None
+        rows = export_rows(project, fmt, **kwargs)
+        response = StreamingHttpResponse(
+            (json.dumps(row, ensure_ascii=False) + "\n" for row in rows), content_type="application/x-ndjson"
+        )
+        response["Content-Disposition"] = f'attachment; filename="project-{project.pk}-{fmt}.jsonl"'
+        return response
+
+    export.throttle_scope = "exports"
+    import_prompts.throttle_scope = "imports"
+    import_comparisons.throttle_scope = "imports"
+
+
+@extend_schema(request=VoteInSerializer, responses={201: VoteSerializer, 200: VoteSerializer})
+@api_view(["POST"])
+@permission_classes([IsAuthenticated])
+@throttle_classes([ScopedRateThrottle])
+def vote_create(request, comparison_id: int):
+    """Vote on a comparison the caller fetched with `next`."""
+    serializer = VoteInSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+    comparison = get_object_or_404(Comparison, pk=comparison_id)
+    assignment = Assignment.objects.filter(comparison=comparison, annotator=request.user).first()
+    if assignment is None:
+        raise ValidationError({"comparison": "fetch it with comparisons/next/ before voting"})
+    choice = data["choice"]
+    shown = [comparison.sample_a_id, comparison.sample_b_id] if assignment.left_is_a else [
+        comparison.sample_b_id, comparison.sample_a_id]
+    for label, expected in zip("ab", shown):
+        if label in data and data[label] != expected:
+            raise ValidationError({label: f"response {data[label]} was not shown as {label}; expected {expected}"})
+    if choice in ("a", "b"):
+        choice = "a" if shown["ab".index(choice)] == comparison.sample_a_id else "b"
+    try:
+        result = vote_submit(
+            annotator=request.user, assignment_id=assignment.pk, choice=choice, strength=data.get("strength"),
+            rationale=data.get("rationale", ""), time_spent_ms=data.get("time_spent_ms"),
+            idempotency_key=data.get("idempotency_key", ""),
+        )
+    except VoteError as exc:
+        raise ValidationError({exc.field: exc.message}) from None
+    return Response(VoteSerializer(result.vote).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+vote_create.cls.throttle_scope = "votes"
+
+
+class MyVotesViewSet(viewsets.ReadOnlyModelViewSet):
+    """The caller's own votes."""
+
+    serializer_class = VoteSerializer
+    permission_classes = [IsAuthenticated]
+    queryset = Vote.objects.none()  # for the schema; get_queryset scopes to the caller
+
+    def get_queryset(self):
+        return Vote.objects.filter(annotator=self.request.user).order_by("id")
+
+
+class RoundViewSet(viewsets.GenericViewSet):
+    """Training rounds of a project: launch, list, detail, cancel (staff)."""
+
+    permission_classes = [IsStaff]
+    serializer_class = RoundSerializer
+    lookup_field = "number"
+
+    def get_queryset(self):
+        return TrainingRound.objects.filter(project_id=self.kwargs["project_pk"]).order_by("-number")
+
+    def list(self, request, project_pk=None):
+        return Response(RoundSerializer(self.get_queryset(), many=True).data)
+
+    def retrieve(self, request, project_pk=None, number=None):
+        return Response(RoundSerializer(get_object_or_404(self.get_queryset(), number=number)).data)
+
+    @extend_schema(request=RoundLaunchSerializer, responses={201: RoundSerializer})
+    def create(self, request, project_pk=None):
+        project = get_object_or_404(Project, pk=project_pk)
+        body = RoundLaunchSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            training_round = round_launch(project=project, launched_by=request.user, config=body.validated_data["config"])
+        except RoundError as exc:
+            raise ValidationError({exc.field: exc.message}) from None
+        return Response(RoundSerializer(training_round).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, project_pk=None, number=None):
+        training_round = round_cancel(training_round=get_object_or_404(self.get_queryset(), number=number))
+        return Response(RoundSerializer(training_round).data)
+
+
+class CheckpointViewSet(viewsets.GenericViewSet):
+    """Checkpoints of a project: list, promote one to active policy (staff)."""
+
+    permission_classes = [IsStaff]
+    serializer_class = CheckpointSerializer
+
+    def get_queryset(self):
+        return Checkpoint.objects.filter(project_id=self.kwargs["project_pk"])
+
+    def list(self, request, project_pk=None):
+        return Response(CheckpointSerializer(self.get_queryset(), many=True).data)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def promote(self, request, project_pk=None, pk=None):
+        checkpoint = get_object_or_404(self.get_queryset(), pk=pk)
+        try:
+            with transaction.atomic():
+                checkpoint_activate(checkpoint=checkpoint)
+        except ValueError as exc:
+            raise ValidationError({"checkpoint": str(exc)}) from None
+        checkpoint.refresh_from_db()
+        return Response(CheckpointSerializer(checkpoint).data)
