@@ -5,6 +5,7 @@ comparison × annotator); live reservations plus votes never exceed the comparis
 votes_needed; a reservation that expires returns its slot to the pool.
 """
 import random
+import time
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractUser
@@ -51,28 +52,24 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
     current = assignment_current(annotator=annotator, project=project)
     if current is not None:
         return current
-    for _ in range(5):
+    for attempt in range(50):
         now = timezone.now()
+        open_for_me = (
+            Comparison.objects.filter(project=project, status=Comparison.Status.OPEN)
+            .exclude(assignments__annotator=annotator)
+            .annotate(taken=_taken(now))
+            .filter(taken__lt=F("votes_needed"))
+            .order_by("id")
+        )
         with transaction.atomic():
-            candidates = (
-                Comparison.objects.filter(project=project, status=Comparison.Status.OPEN)
-                .exclude(assignments__annotator=annotator)
-                .annotate(taken=_taken(now))
-                .filter(taken__lt=F("votes_needed"))
-                .order_by("id")
-                # Two annotators must not both take the last slot of one comparison: the
-                # row lock serialises claims per comparison, SKIP LOCKED sends the second
-                # claimer to the next row instead of making it wait.
-                .select_for_update(skip_locked=True, of=("self",))
-            )
-            seen_any = False
-            for comparison in candidates[:_CANDIDATES_PER_TRY]:
-                seen_any = True
+            # Two annotators must not both take the last slot of one comparison: the row
+            # lock serialises claims per comparison, SKIP LOCKED sends the second claimer
+            # to the next row instead of making it wait.
+            locked = open_for_me.select_for_update(skip_locked=True, of=("self",))
+            for comparison in locked[:_CANDIDATES_PER_TRY]:
                 # Recount under the lock: the candidate query's snapshot may predate a
                 # claim that committed while we waited for the row.
-                taken = (
-                    Comparison.objects.filter(pk=comparison.pk).annotate(taken=_taken(now)).values_list("taken", flat=True)[0]
-                )
+                taken = Comparison.objects.filter(pk=comparison.pk).annotate(taken=_taken(now)).values_list("taken", flat=True)[0]
                 if taken >= comparison.votes_needed:
                     continue
                 try:
@@ -82,10 +79,12 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
                             left_is_a=random.random() < 0.5,
                         )
                 except IntegrityError:
-                    # The same annotator claimed it from another tab a moment ago.
-                    continue
-        if not seen_any:
+                    continue  # the same annotator claimed it from another tab a moment ago
+        # Nothing claimable right now. Rows other claimers hold locked were skipped, so
+        # look without locks: only when nothing is open for this annotator is the queue empty.
+        if not open_for_me.exists():
             return None
+        time.sleep(min(0.005 * (attempt + 1), 0.1))
     return None
 
 
