@@ -64,6 +64,9 @@ def env_database(name: str, default_sqlite_path: Path) -> dict:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(default_sqlite_path),
             "OPTIONS": _SQLITE_OPTIONS,
+            # A file, not shared-cache memory: the live test server's and the Celery test
+            # worker's threads then lock rows the way production SQLite does (WAL).
+            "TEST": {"NAME": str(default_sqlite_path.with_name("test-" + default_sqlite_path.name))},
         }
     try:
         config = dj_database_url.parse(raw, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True)

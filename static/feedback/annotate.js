@@ -1,14 +1,19 @@
-// Keyboard voting and time-on-task for the annotate page. Works without it: the buttons
-// are plain form submits.
+// Keyboard-first voting and time-on-task for the annotate page. Without JS the page still
+// works: every control is a plain form field or submit button.
 (function () {
   "use strict";
   var form = document.getElementById("vote-form");
   if (!form) return;
+  var root = document.getElementById("annotate");
   var shownAt = Date.now();
   var sent = false;
-  var keys = { "1": "left", "2": "right", "3": "tie", "4": "both_bad" };
+  var sides = { "1": "left", "2": "right", "3": "tie", "4": "both_bad" };
+  var strengths = { q: "1", w: "2", e: "3" };
 
-  function submit(side) {
+  // Focus stays on the page after each vote, so the next key press lands here.
+  root.focus({ preventScroll: true });
+
+  function vote(side) {
     if (sent) return;
     var button = form.querySelector('button[name="side"][value="' + side + '"]');
     if (button) button.click();
@@ -21,9 +26,26 @@
   });
 
   document.addEventListener("keydown", function (event) {
-    var tag = (event.target && event.target.tagName) || "";
-    if (tag === "TEXTAREA" || tag === "INPUT" || tag === "SELECT") return;
+    var target = event.target || {};
+    var typing = target.tagName === "TEXTAREA" || target.tagName === "INPUT" || target.tagName === "SELECT";
+    if (typing) {
+      if (event.key === "Escape") { target.blur(); root.focus({ preventScroll: true }); }
+      return;
+    }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    if (keys[event.key]) { event.preventDefault(); submit(keys[event.key]); }
+    var key = event.key.toLowerCase();
+    if (sides[key]) { event.preventDefault(); vote(sides[key]); return; }
+    if (strengths[key]) {
+      var radio = form.querySelector('input[name="strength"][value="' + strengths[key] + '"]');
+      if (radio) { radio.checked = true; event.preventDefault(); }
+      return;
+    }
+    if (key === "r") { event.preventDefault(); document.getElementById("rationale").focus(); return; }
+    if (key === "s") { event.preventDefault(); document.getElementById("skip-button").click(); return; }
+    if (key === "g") {
+      event.preventDefault();
+      var panel = document.getElementById("guidelines");
+      panel.open = !panel.open;
+    }
   });
 })();
