@@ -13,3 +13,10 @@ def run_training_round(round_id: int) -> None:
     from feedback.services.rounds import round_execute
 
     round_execute(round_id)
+
+
+@shared_task(name="feedback.run_job", acks_late=True, soft_time_limit=3600, time_limit=3720)
+def run_job(job_id: int) -> None:
+    from feedback.services.jobs import job_execute
+
+    job_execute(job_id)

@@ -132,7 +132,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Request bodies beyond this are refused before parsing (imports say so clearly).
-DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RLHF_MAX_UPLOAD_MB", 64, minimum=1) * 1024 * 1024
 
 # Celery: Redis when REDIS_URL is set, otherwise a broker that needs no server.
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = env_broker("REDIS_URL", DATA_DIR)

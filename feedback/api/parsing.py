@@ -5,12 +5,18 @@ import json
 
 from feedback.services.projects import PromptImportError
 
-MAX_IMPORT_BYTES = 20 * 1024 * 1024
+from django.conf import settings
+
+
+def too_big_message() -> str:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
+    return f"is larger than the {size} limit; split the import"
 
 
 def parse_rows(body: bytes, content_type: str) -> list:
-    if len(body) > MAX_IMPORT_BYTES:
-        raise PromptImportError(0, "body", f"is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB; split the import")
+    if len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:  # chunked uploads carry no Content-Length to check first
+        raise PromptImportError(0, "body", too_big_message())
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

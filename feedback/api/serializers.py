@@ -75,3 +75,21 @@ class ComparisonSerializer(serializers.ModelSerializer):
     class Meta:
         model = Comparison
         fields = ["id", "prompt", "sample_a", "sample_b", "batch", "round", "votes_needed", "status"]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A background job and its outcome; `download` is set for finished export files."""
+
+    download = serializers.SerializerMethodField()
+
+    class Meta:
+        from feedback.models import Job
+
+        model = Job
+        fields = ["id", "kind", "project", "checkpoint", "params", "status", "progress_step", "progress_total",
+                  "cancel_requested", "result", "error", "created_at", "finished_at", "download"]
+
+    def get_download(self, job) -> str | None:
+        if job.kind == "export" and job.status == "done" and job.file_path:
+            return f"/api/v1/jobs/{job.pk}/download/"
+        return None

@@ -8,6 +8,7 @@ from feedback.api import views
 router = DefaultRouter()
 router.register("projects", views.ProjectViewSet, basename="project")
 router.register("votes", views.MyVotesViewSet, basename="vote")
+router.register("jobs", views.JobViewSet, basename="job")
 
 rounds = views.RoundViewSet.as_view({"get": "list", "post": "create"})
 round_detail = views.RoundViewSet.as_view({"get": "retrieve"})
@@ -23,6 +24,7 @@ urlpatterns = [
     path("projects/<int:project_pk>/checkpoints/", checkpoints, name="checkpoint-list"),
     path("projects/<int:project_pk>/checkpoints/<int:pk>/promote/", checkpoint_promote, name="checkpoint-promote"),
     path("comparisons/<int:comparison_id>/votes/", views.vote_create, name="vote-create"),
+    path("checkpoints/<int:checkpoint_id>/generate/", views.checkpoint_generate, name="checkpoint-generate"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

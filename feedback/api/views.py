@@ -1,10 +1,10 @@
 """REST API under /api/v1/: thin views that validate, call one service and serialize."""
 import json
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -14,10 +14,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
-from feedback.api.parsing import parse_rows
+from feedback.api.parsing import parse_rows, too_big_message
 from feedback.api.permissions import IsStaff
 from feedback.api.serializers import (
     CheckpointSerializer,
+    JobSerializer,
     NextComparisonSerializer,
     ProjectSerializer,
     RoundLaunchSerializer,
@@ -25,10 +26,20 @@ from feedback.api.serializers import (
     VoteInSerializer,
     VoteSerializer,
 )
-from feedback.models import Assignment, Checkpoint, Comparison, Project, TrainingRound, Vote
+from feedback.models import Assignment, Checkpoint, Comparison, Job, Project, TrainingRound, Vote
+from feedback.services.jobs import (
+    JobError,
+    generate_is_small,
+    generate_now,
+    generate_params,
+    job_batch_create,
+    job_cancel,
+    job_export_create,
+    job_generate_create,
+)
 from feedback.services.assignment import assignment_next
 from feedback.services.checkpoints import checkpoint_activate
-from feedback.services.exports import EXPORT_FORMATS, export_rows
+from feedback.services.exports import EXPORT_FORMATS, ExportError, export_options, export_rows_for
 from feedback.services.projects import PromptImportError, comparisons_import, prompts_import
 from feedback.services.rounds import RoundError, round_cancel, round_launch
 from feedback.services.votes import VoteError, vote_submit
@@ -55,7 +66,12 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     def _import(self, request, importer, status_code=status.HTTP_201_CREATED):
         project = self.get_object()
         try:
-            rows = parse_rows(request.body, request.content_type)
+            body = request.body
+        except RequestDataTooBig:
+            return Response({"row": 0, "field": "body", "detail": too_big_message(),
+                             "error": f"body: {too_big_message()}"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        try:
+            rows = parse_rows(body, request.content_type)
             created = importer(project=project, rows=rows)
         except PromptImportError as exc:
             return _import_error(exc)
@@ -107,38 +123,40 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     def export(self, request, pk=None):
         """Stream a preference dataset as JSONL (constant memory)."""
         project = self.get_object()
-        params = request.query_params
-        fmt = params.get("format", "trl")
-        if fmt not in EXPORT_FORMATS:
-            raise ValidationError({"format": f"must be one of {', '.join(EXPORT_FORMATS)}"})
-        kwargs = {"aggregation": params.get("aggregation", "majority"), "split": params.get("split") or None}
-        if kwargs["aggregation"] not in ("majority", "all"):
-            raise ValidationError({"aggregation": "must be 'majority' or 'all'"})
-        if kwargs["split"] not in (None, "train", "held_out"):
-            raise ValidationError({"split": "must be 'train' or 'held_out'"})
-        if "round" in params:
-            try:
-                kwargs["training_round"] = int(params["round"])
-            except ValueError:
-                raise ValidationError({"round": "must be an integer"}) from None
-        if "since" in params:
-            since = parse_datetime(params["since"])
-            if since is None:
-                raise ValidationError({"since": "must be an ISO 8601 date-time"})
-            kwargs["since"] = since
-        if "min_agreement" in params:
-            try:
-                kwargs["min_agreement"] = float(params["min_agreement"])
-            except ValueError:
-                raise ValidationError({"min_agreement": "must be a number between 0 and 1"}) from None
-        rows = export_rows(project, fmt, **kwargs)
+        try:
+            options = export_options(request.query_params)
+        except ExportError as exc:
+            raise ValidationError({exc.field: exc.message}) from None
+        fmt = options["format"]
+        rows = export_rows_for(project, options)
         response = StreamingHttpResponse(
             (json.dumps(row, ensure_ascii=False) + "\n" for row in rows), content_type="application/x-ndjson"
         )
         response["Content-Disposition"] = f'attachment; filename="project-{project.pk}-{fmt}.jsonl"'
         return response
 
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={202: JobSerializer})
+    @action(detail=True, methods=["post"], url_path="batches")
+    def batches(self, request, pk=None):
+        """Generate a batch of comparisons from the active policy, on the worker; returns a job to poll."""
+        try:
+            job = job_batch_create(project=self.get_object(), data=request.data, user=request.user)
+        except JobError as exc:
+            raise ValidationError({exc.field: exc.message}) from None
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={202: JobSerializer})
+    @action(detail=True, methods=["post"], url_path="exports", throttle_classes=[ScopedRateThrottle])
+    def export_job(self, request, pk=None):
+        """Write an export to a file on the worker (for large datasets); download it when the job is done."""
+        try:
+            job = job_export_create(project=self.get_object(), params=request.data, user=request.user)
+        except ExportError as exc:
+            raise ValidationError({exc.field: exc.message}) from None
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
     export.throttle_scope = "exports"
+    export_job.throttle_scope = "exports"
     import_prompts.throttle_scope = "imports"
     import_comparisons.throttle_scope = "imports"
 
@@ -246,3 +264,42 @@ class CheckpointViewSet(viewsets.GenericViewSet):
             raise ValidationError({"checkpoint": str(exc)}) from None
         checkpoint.refresh_from_db()
         return Response(CheckpointSerializer(checkpoint).data)
+
+
+@extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT, 202: JobSerializer})
+@api_view(["POST"])
+@permission_classes([IsStaff])
+def checkpoint_generate(request, checkpoint_id: int):
+    """A checkpoint's responses to given prompts: inline when small, otherwise a job on the worker."""
+    checkpoint = get_object_or_404(Checkpoint, pk=checkpoint_id, kind=Checkpoint.Kind.POLICY)
+    try:
+        params = generate_params(request.data)
+    except JobError as exc:
+        raise ValidationError({exc.field: exc.message}) from None
+    if generate_is_small(params):
+        return Response({"checkpoint": checkpoint.pk, "responses": generate_now(checkpoint, params)})
+    job = job_generate_create(checkpoint=checkpoint, params=params, user=request.user)
+    return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Background jobs: poll, cancel, download an export file (staff)."""
+
+    permission_classes = [IsStaff]
+    serializer_class = JobSerializer
+    queryset = Job.objects.all()
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return Response(JobSerializer(job_cancel(job=self.get_object())).data)
+
+    @extend_schema(responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        from django.http import FileResponse
+
+        job = self.get_object()
+        if job.kind != Job.Kind.EXPORT or job.status != Job.Status.DONE or not job.file_path:
+            raise ValidationError({"job": f"has no file to download (status {job.status})"})
+        return FileResponse(open(job.file_path, "rb"), as_attachment=True, content_type="application/x-ndjson")

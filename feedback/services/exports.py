@@ -218,3 +218,56 @@ def _raw_row(vote: Vote) -> dict:
         "time_spent_ms": vote.time_spent_ms,
         "created_at": vote.created_at.isoformat(),
     }
+
+
+class ExportError(ValueError):
+    """A bad export option; `field` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def export_options(raw) -> dict:
+    """Validate export options from a query string or JSON body into JSON-able values."""
+    from django.utils.dateparse import parse_datetime
+
+    fmt = raw.get("format", "trl")
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError("format", f"must be one of {', '.join(EXPORT_FORMATS)}")
+    options = {"format": fmt, "aggregation": raw.get("aggregation", "majority")}
+    if options["aggregation"] not in ("majority", "all"):
+        raise ExportError("aggregation", "must be 'majority' or 'all'")
+    split = raw.get("split") or None
+    if split not in (None, "train", "held_out"):
+        raise ExportError("split", "must be 'train' or 'held_out'")
+    options["split"] = split
+    if raw.get("round") not in (None, ""):
+        try:
+            options["training_round"] = int(raw["round"])
+        except (TypeError, ValueError):
+            raise ExportError("round", "must be an integer") from None
+    if raw.get("since") not in (None, ""):
+        since = parse_datetime(str(raw["since"]))
+        if since is None:
+            raise ExportError("since", "must be an ISO 8601 date-time")
+        options["since"] = since.isoformat()
+    if raw.get("min_agreement") not in (None, ""):
+        try:
+            value = float(raw["min_agreement"])
+        except (TypeError, ValueError):
+            value = -1.0
+        if not 0.0 <= value <= 1.0:
+            raise ExportError("min_agreement", "must be a number between 0 and 1")
+        options["min_agreement"] = value
+    return options
+
+
+def export_rows_for(project: Project, options: dict):
+    """export_rows with options as produced by export_options."""
+    from django.utils.dateparse import parse_datetime
+
+    kwargs = {k: v for k, v in options.items() if k != "format"}
+    if "since" in kwargs:
+        kwargs["since"] = parse_datetime(kwargs["since"])
+    return export_rows(project, options["format"], **kwargs)

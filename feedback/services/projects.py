@@ -99,11 +99,21 @@ def comparisons_import(*, project: Project, rows: list, source: str = "import") 
             models.append(value.strip())
         prepared.append((messages, row["response_a"], row["response_b"], models))
     created = []
+    # bulk inserts in chunks: 100,000 pairs are 400,000 rows
     with transaction.atomic():
-        for messages, ra, rb, (ma, mb) in prepared:
-            prompt = Prompt.objects.create(project=project, messages=messages, source=source)
-            sa = Sample.objects.create(prompt=prompt, model_name=ma, text=ra)
-            sb = Sample.objects.create(prompt=prompt, model_name=mb, text=rb)
-            created.append(Comparison.objects.create(project=project, prompt=prompt, sample_a=sa, sample_b=sb,
-                                                     votes_needed=project.votes_per_comparison))
+        for start in range(0, len(prepared), 2000):
+            chunk = prepared[start:start + 2000]
+            prompts = Prompt.objects.bulk_create(
+                [Prompt(project=project, messages=messages, source=source) for messages, *_ in chunk]
+            )
+            samples = Sample.objects.bulk_create([
+                Sample(prompt=prompt, model_name=model, text=text)
+                for prompt, (_, ra, rb, (ma, mb)) in zip(prompts, chunk)
+                for text, model in ((ra, ma), (rb, mb))
+            ])
+            created += Comparison.objects.bulk_create([
+                Comparison(project=project, prompt=prompt, sample_a=samples[2 * i], sample_b=samples[2 * i + 1],
+                           votes_needed=project.votes_per_comparison)
+                for i, prompt in enumerate(prompts)
+            ])
     return created

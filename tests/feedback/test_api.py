@@ -196,3 +196,11 @@ def test_trl_export_loads_in_datasets(project, admin_user, alice, tmp_path):
     path.write_bytes(b"".join(response.streaming_content))
     ds = datasets.load_dataset("json", data_files=str(path), split="train")
     assert ds.num_rows == 3 and ds.column_names == ["prompt", "chosen", "rejected"]
+
+
+def test_oversized_import_is_refused_with_a_clear_error(project, admin_user, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    body = json.dumps(["x" * 100] * 20)
+    response = _client(admin_user).post(f"/api/v1/projects/{project.pk}/prompts/import/", body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["field"] == "body" and "1024 bytes limit" in response.json()["detail"]

@@ -48,7 +48,7 @@ def test_model_output_is_shown_as_text_not_markup(client, alice, tiny_models):
     client.force_login(alice)
     html = client.get("/annotate/").content.decode()
     assert "<script>alert" not in html and "<img src=x" not in html
-    assert "    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in htmllt;script    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in htmlgt;alert(" in html  # shown as text
+    assert "&lt;script&gt;alert(" in html  # shown as text
 
 
 def test_empty_queue_shows_a_clear_page(client, alice, tiny_models):

@@ -1,0 +1,217 @@
+"""Background jobs besides rounds: comparison batches, generation for a checkpoint, export files.
+
+Like rounds, a job's row records what happened; the worker claims it with a conditional
+update, so a duplicated task runs it once.
+"""
+import json
+import logging
+from itertools import combinations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import transaction
+from django.utils import timezone
+
+from feedback.models import Checkpoint, Comparison, Job, Project, Prompt, Sample
+from feedback.selectors.checkpoints import active_policy
+from feedback.services.exports import export_options, export_rows_for
+from feedback.services.generation import generation_config, prompts_for_batch
+from training.config import ConfigError
+from training.progress import Cancelled, Hooks
+
+logger = logging.getLogger(__name__)
+
+MAX_GENERATE_PROMPTS = 64
+MAX_GENERATE_TOKENS = 1024
+INLINE_GENERATE_PROMPTS = 4
+INLINE_GENERATE_TOKENS = 128
+
+
+class JobError(ValueError):
+    """Bad job parameters; `field` names the culprit."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def _enqueue(job: Job) -> Job:
+    from feedback.tasks import run_job
+
+    transaction.on_commit(lambda: run_job.delay(job.pk))
+    return job
+
+
+def batch_params(project: Project, data: dict) -> dict:
+    prompts = data.get("prompts", 16)
+    if not isinstance(prompts, int) or isinstance(prompts, bool) or not 1 <= prompts <= 10_000:
+        raise JobError("prompts", "must be an integer between 1 and 10000")
+    k = data.get("samples_per_prompt", 2)
+    if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= 4:
+        raise JobError("samples_per_prompt", "must be 2, 3 or 4 (every pair of samples becomes a comparison)")
+    split = data.get("split", Prompt.Split.TRAIN)
+    if split not in Prompt.Split.values:
+        raise JobError("split", f"must be one of {', '.join(Prompt.Split.values)}")
+    ids = data.get("prompt_ids")
+    if ids is not None:
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or not ids:
+            raise JobError("prompt_ids", "must be a non-empty list of prompt ids")
+        found = set(Prompt.objects.filter(project=project, pk__in=ids).values_list("pk", flat=True))
+        missing = sorted(set(ids) - found)
+        if missing:
+            raise JobError("prompt_ids", f"not prompts of this project: {missing[:10]}")
+    try:
+        generation = generation_config(project, data.get("generation"))
+    except ConfigError as exc:
+        raise JobError(f"generation.{str(exc).split(':')[0]}", str(exc).split(': ', 1)[-1]) from None
+    return {"prompts": prompts, "samples_per_prompt": k, "split": split, "prompt_ids": ids,
+            "generation": generation.__dict__}
+
+
+def job_batch_create(*, project: Project, data: dict, user: AbstractUser | None = None) -> Job:
+    params = batch_params(project, data)
+    checkpoint = active_policy(project)
+    if checkpoint is None:
+        raise JobError("project", "has no active policy to sample from")
+    with transaction.atomic():
+        return _enqueue(Job.objects.create(kind=Job.Kind.BATCH, project=project, checkpoint=checkpoint,
+                                           params=params, created_by=user))
+
+
+def generate_params(data: dict) -> dict:
+    prompts = data.get("prompts")
+    if not isinstance(prompts, list) or not prompts:
+        raise JobError("prompts", "must be a non-empty list of strings or message lists")
+    if len(prompts) > MAX_GENERATE_PROMPTS:
+        raise JobError("prompts", f"at most {MAX_GENERATE_PROMPTS} per request")
+    from feedback.services.projects import PromptImportError, _messages_from_row
+
+    messages = []
+    for i, p in enumerate(prompts):
+        try:
+            messages.append(_messages_from_row(i + 1, {"messages": p} if isinstance(p, list) else {"prompt": p}))
+        except PromptImportError as exc:
+            raise JobError(f"prompts[{i}]", exc.message) from None
+    max_new_tokens = data.get("max_new_tokens", 128)
+    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_GENERATE_TOKENS:
+        raise JobError("max_new_tokens", f"must be an integer between 1 and {MAX_GENERATE_TOKENS}")
+    temperature = data.get("temperature", 0.7)
+    if not isinstance(temperature, (int, float)) or not 0 < temperature <= 5:
+        raise JobError("temperature", "must be a number in (0, 5]")
+    seed = data.get("seed")
+    if seed is not None and not isinstance(seed, int):
+        raise JobError("seed", "must be an integer")
+    return {"prompts": messages, "max_new_tokens": max_new_tokens, "temperature": float(temperature), "seed": seed}
+
+
+def generate_is_small(params: dict) -> bool:
+    return len(params["prompts"]) <= INLINE_GENERATE_PROMPTS and params["max_new_tokens"] <= INLINE_GENERATE_TOKENS
+
+
+def generate_now(checkpoint: Checkpoint, params: dict, hooks: Hooks = Hooks()) -> list[dict]:
+    from training.config import GenerationConfig
+    from training.generation import generate_responses
+
+    config = GenerationConfig(max_new_tokens=params["max_new_tokens"], temperature=params["temperature"],
+                              seed=params["seed"])
+    samples = generate_responses(checkpoint.path, params["prompts"], config, hooks)
+    return [{"prompt": p, "text": s.text, "token_count": s.token_count, "finished": s.finished}
+            for p, s in zip(params["prompts"], samples)]
+
+
+def job_generate_create(*, checkpoint: Checkpoint, params: dict, user: AbstractUser | None = None) -> Job:
+    with transaction.atomic():
+        return _enqueue(Job.objects.create(kind=Job.Kind.GENERATE, project=checkpoint.project, checkpoint=checkpoint,
+                                           params=params, created_by=user))
+
+
+def job_export_create(*, project: Project, params: dict, user: AbstractUser | None = None) -> Job:
+    params = export_options(params)  # raises ExportError naming the field
+    with transaction.atomic():
+        return _enqueue(Job.objects.create(kind=Job.Kind.EXPORT, project=project, params=params, created_by=user))
+
+
+def job_cancel(*, job: Job) -> Job:
+    Job.objects.filter(pk=job.pk, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(cancel_requested=True)
+    Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(status=Job.Status.CANCELLED, finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def job_execute(job_id: int) -> Job | None:
+    """Run a queued job (called by the worker; a second call does nothing)."""
+    if not Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=False).update(status=Job.Status.RUNNING):
+        logger.info("job %s: not queued any more (another worker got there first, or it was cancelled)", job_id)
+        return None
+    job = Job.objects.select_related("project", "checkpoint").get(pk=job_id)
+
+    def report(*, stage, step, total, metrics=None):
+        Job.objects.filter(pk=job_id).update(progress_step=step, progress_total=total)
+
+    hooks = Hooks(report=report, should_stop=lambda: Job.objects.filter(pk=job_id, cancel_requested=True).exists())
+    try:
+        if job.kind == Job.Kind.BATCH:
+            result = _run_batch(job, hooks)
+        elif job.kind == Job.Kind.GENERATE:
+            result = {"responses": generate_now(job.checkpoint, job.params, hooks)}
+        else:
+            result = _run_export(job, hooks)
+        Job.objects.filter(pk=job_id).update(status=Job.Status.DONE, result=result, finished_at=timezone.now())
+    except Cancelled:
+        Job.objects.filter(pk=job_id).update(status=Job.Status.CANCELLED, finished_at=timezone.now())
+    except Exception as exc:  # recorded on the job; the worker goes on
+        logger.exception("job %s failed", job_id)
+        Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, error=f"{type(exc).__name__}: {exc}",
+                                             finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def _run_batch(job: Job, hooks: Hooks) -> dict:
+    from training.config import GenerationConfig
+    from training.generation import generate_responses
+    from training.models import load_policy
+
+    p = job.params
+    if p.get("prompt_ids"):
+        prompts = list(Prompt.objects.filter(project=job.project, pk__in=p["prompt_ids"]).order_by("id"))
+    else:
+        prompts = prompts_for_batch(job.project, p["prompts"], split=p["split"])
+    k = p["samples_per_prompt"]
+    config = GenerationConfig(**p["generation"])
+    # each prompt repeated k times, so one generate pass yields every prompt's k samples
+    repeated = [prompt.messages for prompt in prompts for _ in range(k)]
+    samples = generate_responses(job.checkpoint.path, repeated, config, hooks,
+                                 model_and_tokenizer=load_policy(job.checkpoint.path))
+    hooks.check()
+    batch = (Comparison.objects.filter(project=job.project).order_by("-batch").values_list("batch", flat=True).first() or 0)
+    created = 0
+    with transaction.atomic():
+        for i, prompt in enumerate(prompts):
+            rows = [Sample.objects.create(prompt=prompt, checkpoint=job.checkpoint, text=s.text, token_count=s.token_count,
+                                          finished=s.finished, generation_params=p["generation"])
+                    for s in samples[i * k:(i + 1) * k]]
+            for a, b in combinations(rows, 2):
+                Comparison.objects.create(project=job.project, prompt=prompt, sample_a=a, sample_b=b, batch=batch,
+                                          votes_needed=job.project.votes_per_comparison)
+                created += 1
+    return {"comparisons": created, "prompts": len(prompts)}
+
+
+def _run_export(job: Job, hooks: Hooks) -> dict:
+    fmt = job.params["format"]
+    folder = settings.DATA_DIR / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"project-{job.project_id}-job-{job.pk}-{fmt}.jsonl"
+    tmp = final.with_suffix(".part")
+    rows = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in export_rows_for(job.project, job.params):
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            rows += 1
+            if rows % 10_000 == 0:
+                hooks.progress("export", rows, 0)
+                hooks.check()
+    tmp.rename(final)
+    Job.objects.filter(pk=job.pk).update(file_path=str(final))
+    return {"rows": rows, "bytes": final.stat().st_size}
