@@ -18,6 +18,15 @@ import pytest  # noqa: E402
 from tests.helpers import TINY_WORDS  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def data_dir(settings, tmp_path_factory):
+    """Checkpoints, exports and converted models of a test go to a fresh folder, never ./data."""
+    root = tmp_path_factory.mktemp("data")
+    settings.DATA_DIR = root
+    settings.CHECKPOINT_DIR = root / "checkpoints"
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Paths of a tiny random policy and reward model (built once per session)."""

@@ -1,4 +1,5 @@
 """Where a project's base models live on disk, and the one-time conversion of the default policy."""
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -43,4 +44,6 @@ def policy_base_ensure(project: Project | None = None) -> tuple[Path, bool]:
 
 
 def checkpoint_dir(project: Project, name: str) -> Path:
-    return settings.CHECKPOINT_DIR / f"project-{project.pk}" / name
+    """A new folder name for a checkpoint; the suffix keeps names unique even if the
+    database is reset while the data dir is kept (checkpoint folders are never reused)."""
+    return settings.CHECKPOINT_DIR / f"project-{project.pk}" / f"{name}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,43 @@
+"""Scripted annotators vote through the queue with a rule, and the loop runs rounds on them."""
+import pytest
+from django.core.management import CommandError, call_command
+
+from feedback.models import TrainingRound, Vote
+from feedback.services.simulation import RuleError, oracle_from_rule
+from tests.helpers import make_project
+
+pytestmark = pytest.mark.django_db
+
+
+def test_rules_prefer_what_they_say():
+    assert oracle_from_rule("contains:please").choose("yes please", "no") == "a"
+    assert oracle_from_rule("contains:please").choose("pleased", "no") == "tie"  # whole words only
+    assert oracle_from_rule("shorter").choose("a long answer", "short") == "b"
+    assert oracle_from_rule("question").choose("ok.", "why not?") == "b"
+    flipped = oracle_from_rule("shorter", noise=0.49, seed=1)
+    choices = [flipped.choose("aa", "a") for _ in range(400)]
+    assert 0.35 < choices.count("a") / 400 < 0.6  # about half flipped
+    with pytest.raises(RuleError, match="rule"):
+        oracle_from_rule("longest")
+
+
+@pytest.mark.slow
+def test_simulate_runs_rounds_with_oracle_votes(tiny_models, capsys):
+    project = make_project(tiny_models, first_batch=0, prompts=[
+        "tell me about the cat", "why is the sky blue", "say something nice", "what is a dog",
+        "explain the world", "how are you", "tell me something good", "what is green",
+        {"prompt": "say yes", "split": "held_out"}, {"prompt": "say no", "split": "held_out"},
+    ])
+    call_command("simulate", project=project.name, rule="contains:good", rounds=2, votes=6, eval_prompts=2,
+                 round_config='{"min_pairs": 1, "next_batch_prompts": 2, "ppo": {"steps": 1, "batch_size": 2, '
+                              '"mini_batch_size": 2, "max_new_tokens": 6}, "reward": {"epochs": 1}}')
+    out = capsys.readouterr().out
+    assert "round 2 (2): win-rate vs round 0 =" in out
+    assert TrainingRound.objects.filter(project=project, status="done").count() == 2
+    assert Vote.objects.filter(annotator__username="sim-oracle").exists()
+
+
+def test_simulate_names_a_bad_rule(tiny_models):
+    project = make_project(tiny_models, first_batch=0)
+    with pytest.raises(CommandError, match="rule"):
+        call_command("simulate", project=project.name, rule="nonsense")
