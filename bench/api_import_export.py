@@ -11,7 +11,6 @@ reading the same votes with a bare values_list() and no formatting.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rlhf_site.settings")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver")  # the in-process test client
 
 
 def _setup():
@@ -50,7 +50,8 @@ def child(mode: str, project_id: int, fmt: str) -> None:
         for chunk in response.streaming_content:
             rows += chunk.count(b"\n")
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec.
+    peak_mb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
     print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb}))
 
 
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--votes", type=int, default=1_000_000)
     parser.add_argument("--format", default="trl")
+    parser.add_argument("--export-only", type=int, metavar="PROJECT_ID", help="skip import and seeding; export this project")
     args = parser.parse_args()
     _setup()
     from django.contrib.auth import get_user_model
@@ -69,6 +71,9 @@ def main() -> None:
     from feedback.models import Comparison, Project, Vote
 
     call_command("migrate", verbosity=0)
+    if args.export_only:
+        _export(args.export_only, args.format)
+        return
     User = get_user_model()
     admin, _ = User.objects.get_or_create(username="bench-admin", defaults={"is_staff": True})
     project = Project.objects.create(name=f"bench-{int(time.time())}")
@@ -102,15 +107,19 @@ def main() -> None:
     Vote.objects.bulk_create(batch)
     print(f"seeded {made:,} votes in {time.perf_counter() - started:.0f} s")
 
+    _export(project.pk, args.format)
+
+
+def _export(project_id: int, fmt: str) -> None:
     results = {}
     for mode in ("baseline", "export"):
-        out = subprocess.run([sys.executable, __file__, "--child", mode, str(project.pk), args.format],
+        out = subprocess.run([sys.executable, __file__, "--child", mode, str(project_id), fmt],
                              capture_output=True, text=True, check=True, env=os.environ)
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     b, e = results["baseline"], results["export"]
     print(f"baseline read: {b['rows']:,} rows in {b['seconds']:.1f} s = {b['rows'] / b['seconds']:,.0f} rows/s, "
           f"peak RSS {b['peak_rss_mb']:.0f} MB")
-    print(f"export {args.format}: {e['rows']:,} rows in {e['seconds']:.1f} s = {e['rows'] / e['seconds']:,.0f} rows/s, "
+    print(f"export {fmt}: {e['rows']:,} rows in {e['seconds']:.1f} s = {e['rows'] / e['seconds']:,.0f} rows/s, "
           f"peak RSS {e['peak_rss_mb']:.0f} MB; {b['seconds'] / e['seconds']:.2f}x the baseline's speed")
 
 

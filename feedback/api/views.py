@@ -39,7 +39,7 @@ from feedback.services.jobs import (
 )
 from feedback.services.assignment import assignment_next
 from feedback.services.checkpoints import checkpoint_activate
-from feedback.services.exports import EXPORT_FORMATS, ExportError, export_options, export_rows_for
+from feedback.services.exports import EXPORT_FORMATS, ExportError, export_options, export_lines_for, jsonl_chunks
 from feedback.services.projects import PromptImportError, comparisons_import, prompts_import
 from feedback.services.rounds import RoundError, round_cancel, round_launch
 from feedback.services.votes import VoteError, vote_submit
@@ -128,9 +128,9 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         except ExportError as exc:
             raise ValidationError({exc.field: exc.message}) from None
         fmt = options["format"]
-        rows = export_rows_for(project, options)
+        rows = export_lines_for(project, options)
         response = StreamingHttpResponse(
-            (json.dumps(row, ensure_ascii=False) + "\n" for row in rows), content_type="application/x-ndjson"
+            jsonl_chunks(rows), content_type="application/x-ndjson"
         )
         response["Content-Disposition"] = f'attachment; filename="project-{project.pk}-{fmt}.jsonl"'
         return response

@@ -3,7 +3,6 @@
 Like rounds, a job's row records what happened; the worker claims it with a conditional
 update, so a duplicated task runs it once.
 """
-import json
 import logging
 from itertools import combinations
 
@@ -14,7 +13,7 @@ from django.utils import timezone
 
 from feedback.models import Checkpoint, Comparison, Job, Project, Prompt, Sample
 from feedback.selectors.checkpoints import active_policy
-from feedback.services.exports import export_options, export_rows_for
+from feedback.services.exports import export_options, export_lines_for, jsonl_chunks
 from feedback.services.generation import generation_config, prompts_for_batch
 from training.config import ConfigError
 from training.progress import Cancelled, Hooks
@@ -206,12 +205,11 @@ def _run_export(job: Job, hooks: Hooks) -> dict:
     tmp = final.with_suffix(".part")
     rows = 0
     with open(tmp, "w", encoding="utf-8") as fh:
-        for row in export_rows_for(job.project, job.params):
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            rows += 1
-            if rows % 10_000 == 0:
-                hooks.progress("export", rows, 0)
-                hooks.check()
+        for chunk in jsonl_chunks(export_lines_for(job.project, job.params)):
+            fh.write(chunk)
+            rows += chunk.count("\n")
+            hooks.progress("export", rows, 0)
+            hooks.check()
     tmp.rename(final)
     Job.objects.filter(pk=job.pk).update(file_path=str(final))
     return {"rows": rows, "bytes": final.stat().st_size}
