@@ -7,11 +7,37 @@ from feedback.models import Checkpoint, Comparison, Project, TrainingRound, Vote
 class ProjectSerializer(serializers.ModelSerializer):
     """A project and its settings."""
 
+    generation_settings = serializers.DictField(required=False)
+    votes_per_comparison = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
     class Meta:
         model = Project
         fields = ["id", "name", "guidelines", "policy_base_model", "reward_base_model", "generation_settings",
                   "votes_per_comparison", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+    def validate_generation_settings(self, value: dict) -> dict:
+        from training.config import ConfigError, GenerationConfig, config_from_dict
+
+        try:
+            config_from_dict(GenerationConfig, value)
+        except ConfigError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+    def _validate_model_path(self, value: str) -> str:
+        from pathlib import Path
+
+        try:
+            found = not value or Path(value, "config.json").is_file()
+        except (OSError, ValueError):  # too long, NUL bytes, ...
+            found = False
+        if not found:
+            raise serializers.ValidationError("must be a local model folder containing config.json (no hub ids)")
+        return value
+
+    validate_policy_base_model = _validate_model_path
+    validate_reward_base_model = _validate_model_path
 
 
 class CheckpointSerializer(serializers.ModelSerializer):

@@ -50,7 +50,15 @@ def _endpoints(project):
         ("get", f"/api/v1/projects/{p}/checkpoints/", None, 401, 403, 200),
         ("post", f"/api/v1/projects/{p}/checkpoints/{ckpt}/promote/", None, 401, 403, 200),
         ("get", f"/api/v1/projects/{p}/export/?format=trl", None, 401, 403, 200),
+        ("post", f"/api/v1/projects/{p}/batches/", {"prompts": 2}, 401, 403, 202),
+        ("post", f"/api/v1/projects/{p}/exports/", {"format": "trl"}, 401, 403, 202),
+        ("get", "/api/v1/jobs/", None, 401, 403, 200),
+        ("get", "/api/v1/jobs/999999/", None, 401, 403, 404),
+        ("post", "/api/v1/jobs/999999/cancel/", None, 401, 403, 404),
+        ("get", "/api/v1/jobs/999999/download/", None, 401, 403, 404),
+        ("post", f"/api/v1/checkpoints/{ckpt}/generate/", {"prompts": ["hello"], "max_new_tokens": 3}, 401, 403, 200),
         ("get", "/api/v1/schema/", None, 401, 200, 200),
+        ("get", "/api/v1/docs/", None, 401, 200, 200),
     ]
 
 
