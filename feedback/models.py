@@ -210,6 +210,7 @@ class Vote(models.Model):
                 name="vote_idempotency_key_unique",
             ),
         ]
+        indexes = [models.Index(fields=["annotator", "created_at"])]
 
     def __str__(self) -> str:
         return f"{self.annotator} → {self.choice} on {self.comparison_id}"

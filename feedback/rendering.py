@@ -5,6 +5,8 @@ small allow-list is dropped, links get rel="noopener noreferrer nofollow", and o
 http(s)/mailto URLs survive. Raw HTML in the source is escaped by the markdown step
 before sanitizing, so it shows as text.
 """
+import functools
+
 import markdown
 import nh3
 
@@ -23,7 +25,9 @@ class _EscapeHtml(markdown.extensions.Extension):
         md.inlinePatterns.deregister("html")
 
 
+@functools.lru_cache(maxsize=4096)
 def render_markdown(text: str) -> str:
+    # Cached: the same responses and guidelines are rendered for every annotator.
     html = markdown.markdown(text or "", extensions=["fenced_code", "tables", "sane_lists", _EscapeHtml()],
                              output_format="html")
     return nh3.clean(

@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from the app server (gunicorn), no separate web server needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -99,6 +101,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+# Serve from the source folders too (no collectstatic step for a laptop install).
+WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "feedback:home"
@@ -148,6 +152,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
+        # Server errors (500s) must reach the log whatever DEBUG is.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         "feedback": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
         "training": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     },

@@ -10,8 +10,9 @@ import uuid
 # Before Django settings load: a throwaway data dir and a queue no other run shares.
 os.environ.setdefault("RLHF_DATA_DIR", tempfile.mkdtemp(prefix="rlhf-test-"))
 os.environ.setdefault("CELERY_QUEUE", f"rlhf-test-{uuid.uuid4().hex[:8]}")
-# The worker thread's connections close after each task, so the test database can be dropped.
-os.environ.setdefault("DB_CONN_MAX_AGE", "0")
+# No connection pool in tests: pytest-django's per-test transactions and the test
+# database teardown want plain connections.
+os.environ.setdefault("DB_POOL_SIZE", "0")
 
 import pytest  # noqa: E402
 

@@ -17,7 +17,9 @@ def test_compose_has_the_four_services_wired_by_environment():
         assert env["RLHF_DATA_DIR"] == "/data"
         assert any(v.endswith(":/data") for v in services[name]["volumes"])
         assert set(services[name]["depends_on"]) == {"postgres", "redis"}
-    assert "runserver" in services["web"]["command"] and "migrate" in services["web"]["command"]
+    assert "gunicorn -c rlhf_site/gunicorn.conf.py" in services["web"]["command"]
+    assert "migrate" in services["web"]["command"]
+    assert services["web"]["environment"]["BIND"] == "0.0.0.0:8000"
     assert services["worker"]["command"].startswith("celery -A rlhf_site worker")
     assert "-Q rlhf" in services["worker"]["command"]
     assert services["postgres"]["image"].startswith("postgres")

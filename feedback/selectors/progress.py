@@ -5,22 +5,21 @@ from django.contrib.auth.models import AbstractUser
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from feedback.models import Comparison, Project, Vote
+from feedback.models import Assignment, Comparison, Project, Vote
 
 
 def annotator_progress(*, annotator: AbstractUser, project: Project) -> dict:
-    votes = Vote.objects.filter(annotator=annotator, comparison__project=project)
     start_of_day = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    open_for_me = (
-        Comparison.objects.filter(project=project, status=Comparison.Status.OPEN)
-        .exclude(assignments__annotator=annotator)
-        .count()
+    done = Vote.objects.filter(annotator=annotator, comparison__project=project).aggregate(
+        total=Count("id"), today=Count("id", filter=Q(created_at__gte=start_of_day))
     )
-    return {
-        "done_today": votes.filter(created_at__gte=start_of_day).count(),
-        "done_total": votes.count(),
-        "remaining": open_for_me,
-    }
+    # Open comparisons minus the open ones this annotator already holds or skipped: two
+    # index lookups, where an anti-join over every open comparison took tens of ms.
+    open_total = Comparison.objects.filter(project=project, status=Comparison.Status.OPEN).count()
+    touched = Assignment.objects.filter(
+        annotator=annotator, comparison__project=project, comparison__status=Comparison.Status.OPEN
+    ).count()
+    return {"done_today": done["today"], "done_total": done["total"], "remaining": open_total - touched}
 
 
 def project_counts(project: Project) -> dict:

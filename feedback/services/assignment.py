@@ -74,10 +74,14 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
                     continue
                 try:
                     with transaction.atomic():
-                        return Assignment.objects.create(
+                        assignment = Assignment.objects.create(
                             comparison=comparison, annotator=annotator, reserved_until=now + RESERVATION,
                             left_is_a=random.random() < 0.5,
                         )
+                    # one query for what the page shows, instead of three lazy ones
+                    assignment.comparison = Comparison.objects.select_related("prompt", "sample_a", "sample_b").get(
+                        pk=comparison.pk)
+                    return assignment
                 except IntegrityError:
                     continue  # the same annotator claimed it from another tab a moment ago
         # Nothing claimable right now. Rows other claimers hold locked were skipped, so

@@ -73,6 +73,19 @@ def project_policy_init(*, project: Project) -> tuple[Checkpoint, bool]:
     return checkpoint, True
 
 
+def refresh_planner_statistics() -> None:
+    """After a bulk import, let PostgreSQL's planner see the new rows now.
+
+    Until autovacuum's next ANALYZE, a fresh project looks empty to the planner, which
+    then nests loops over all its comparisons in the queue's queries (tens of ms each).
+    """
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE feedback_prompt, feedback_sample, feedback_comparison")
+
+
 def comparisons_import(*, project: Project, rows: list, source: str = "import") -> list:
     """Import pairs written elsewhere ({prompt, response_a, response_b, model_a?, model_b?}) atomically."""
     from feedback.models import Comparison, Sample
@@ -116,4 +129,6 @@ def comparisons_import(*, project: Project, rows: list, source: str = "import") 
                            votes_needed=project.votes_per_comparison)
                 for i, prompt in enumerate(prompts)
             ])
+    if len(created) >= 1000:
+        refresh_planner_statistics()
     return created
