@@ -165,6 +165,27 @@ def _prepare_policy(policy_path: Path, reference_path: Path, config: PPOConfig):
     return model, tokenizer, reference, policy_base
 
 
+def ppo_minibatch_update(module: PolicyAndValue, optimizer, trainable: list, mb: dict, config: PPOConfig) -> dict:
+    """One gradient step of PPO on a minibatch of rollout tensors; returns its statistics."""
+    new_logprobs, vpred, logits = _forward(
+        module, mb["query"], mb["query_mask"], mb["responses"], mb["response_mask"], config.temperature,
+    )
+    m = mb["response_mask"].float()
+    pg_loss, clipfrac, approx_kl = policy_loss(new_logprobs, mb["old_logprobs"], mb["advantages"], m, config.cliprange)
+    vf_loss, vf_clipfrac = value_loss(vpred, mb["old_values"], mb["returns"], m, config.cliprange_value)
+    loss = pg_loss + config.vf_coef * vf_loss
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+    optimizer.step()
+    with torch.no_grad():
+        return {
+            "pg_loss": float(pg_loss), "vf_loss": float(vf_loss), "clipfrac": float(clipfrac),
+            "vf_clipfrac": float(vf_clipfrac), "approx_kl": float(approx_kl),
+            "entropy": float(masked_mean(entropy_from_logits(logits), m)),
+        }
+
+
 def train_ppo(
     policy_path: str | Path,
     reference_path: str | Path,
@@ -249,24 +270,13 @@ def train_ppo(
             perm = torch.randperm(n)
             for start in range(0, n, config.mini_batch_size):
                 idx = perm[start:start + config.mini_batch_size]
-                new_logprobs, vpred, logits = _forward(
-                    module, query[idx], query_mask[idx], responses[idx], response_mask[idx], config.temperature,
-                )
-                m = mask[idx]
-                pg_loss, clipfrac, approx_kl = policy_loss(new_logprobs, old_logprobs[idx], advantages[idx], m, config.cliprange)
-                vf_loss, vf_clipfrac = value_loss(vpred, old_values[idx], returns[idx], m, config.cliprange_value)
-                loss = pg_loss + config.vf_coef * vf_loss
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                with torch.no_grad():
-                    stats["pg_loss"].append(float(pg_loss))
-                    stats["vf_loss"].append(float(vf_loss))
-                    stats["clipfrac"].append(float(clipfrac))
-                    stats["vf_clipfrac"].append(float(vf_clipfrac))
-                    stats["approx_kl"].append(float(approx_kl))
-                    stats["entropy"].append(float(masked_mean(entropy_from_logits(logits), m)))
+                step_stats = ppo_minibatch_update(module, optimizer, trainable, {
+                    "query": query[idx], "query_mask": query_mask[idx], "responses": responses[idx],
+                    "response_mask": response_mask[idx], "old_logprobs": old_logprobs[idx],
+                    "old_values": old_values[idx], "advantages": advantages[idx], "returns": returns[idx],
+                }, config)
+                for key, value in step_stats.items():
+                    stats[key].append(value)
 
         elapsed = time.monotonic() - t0
         metrics = {
