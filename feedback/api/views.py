@@ -1,8 +1,6 @@
 """REST API under /api/v1/: thin views that validate, call one service and serialize."""
-import json
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -28,7 +26,6 @@ from feedback.api.serializers import (
 )
 from feedback.models import Assignment, Checkpoint, Comparison, Job, Project, TrainingRound, Vote
 from feedback.services.jobs import (
-    JobError,
     generate_is_small,
     generate_now,
     generate_params,
@@ -39,16 +36,11 @@ from feedback.services.jobs import (
 )
 from feedback.services.assignment import assignment_next
 from feedback.services.checkpoints import checkpoint_activate
-from feedback.services.exports import EXPORT_FORMATS, ExportError, export_options, export_lines_for, jsonl_chunks
-from feedback.services.projects import PromptImportError, comparisons_import, prompts_import
-from feedback.services.rounds import RoundError, round_cancel, round_launch
-from feedback.services.votes import VoteError, vote_submit
-
-
-def _import_error(exc: PromptImportError) -> Response:
-    """400 naming the row (1-based; 0 for the body as a whole), the field and the reason."""
-    return Response({"row": exc.row, "field": exc.field, "detail": exc.message, "error": str(exc)},
-                    status=status.HTTP_400_BAD_REQUEST)
+from feedback.services.exports import EXPORT_FORMATS, export_options, export_lines_for, jsonl_chunks
+from feedback.services.errors import RowError
+from feedback.services.projects import comparisons_import, prompts_import
+from feedback.services.rounds import round_cancel, round_launch
+from feedback.services.votes import vote_submit
 
 
 class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
@@ -68,13 +60,9 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         try:
             body = request.body
         except RequestDataTooBig:
-            return Response({"row": 0, "field": "body", "detail": too_big_message(),
-                             "error": f"body: {too_big_message()}"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        try:
-            rows = parse_rows(body, request.content_type)
-            created = importer(project=project, rows=rows)
-        except PromptImportError as exc:
-            return _import_error(exc)
+            return Response(RowError(0, "body", too_big_message()).as_dict(),
+                            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        created = importer(project=project, rows=parse_rows(body, request.content_type))
         return Response({"imported": len(created)}, status=status_code)
 
     @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR,
@@ -123,10 +111,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     def export(self, request, pk=None):
         """Stream a preference dataset as JSONL (constant memory)."""
         project = self.get_object()
-        try:
-            options = export_options(request.query_params)
-        except ExportError as exc:
-            raise ValidationError({exc.field: exc.message}) from None
+        options = export_options(request.query_params)
         fmt = options["format"]
         rows = export_lines_for(project, options)
         response = StreamingHttpResponse(
@@ -139,20 +124,14 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     @action(detail=True, methods=["post"], url_path="batches")
     def batches(self, request, pk=None):
         """Generate a batch of comparisons from the active policy, on the worker; returns a job to poll."""
-        try:
-            job = job_batch_create(project=self.get_object(), data=request.data, user=request.user)
-        except JobError as exc:
-            raise ValidationError({exc.field: exc.message}) from None
+        job = job_batch_create(project=self.get_object(), data=request.data, user=request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={202: JobSerializer})
     @action(detail=True, methods=["post"], url_path="exports", throttle_classes=[ScopedRateThrottle])
     def export_job(self, request, pk=None):
         """Write an export to a file on the worker (for large datasets); download it when the job is done."""
-        try:
-            job = job_export_create(project=self.get_object(), params=request.data, user=request.user)
-        except ExportError as exc:
-            raise ValidationError({exc.field: exc.message}) from None
+        job = job_export_create(project=self.get_object(), params=request.data, user=request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     export.throttle_scope = "exports"
@@ -182,14 +161,11 @@ def vote_create(request, comparison_id: int):
             raise ValidationError({label: f"response {data[label]} was not shown as {label}; expected {expected}"})
     if choice in ("a", "b"):
         choice = "a" if shown["ab".index(choice)] == comparison.sample_a_id else "b"
-    try:
-        result = vote_submit(
-            annotator=request.user, assignment_id=assignment.pk, choice=choice, strength=data.get("strength"),
-            rationale=data.get("rationale", ""), time_spent_ms=data.get("time_spent_ms"),
-            idempotency_key=data.get("idempotency_key", ""),
-        )
-    except VoteError as exc:
-        raise ValidationError({exc.field: exc.message}) from None
+    result = vote_submit(
+        annotator=request.user, assignment_id=assignment.pk, choice=choice, strength=data.get("strength"),
+        rationale=data.get("rationale", ""), time_spent_ms=data.get("time_spent_ms"),
+        idempotency_key=data.get("idempotency_key", ""),
+    )
     return Response(VoteSerializer(result.vote).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
@@ -228,10 +204,7 @@ class RoundViewSet(viewsets.GenericViewSet):
         project = get_object_or_404(Project, pk=project_pk)
         body = RoundLaunchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            training_round = round_launch(project=project, launched_by=request.user, config=body.validated_data["config"])
-        except RoundError as exc:
-            raise ValidationError({exc.field: exc.message}) from None
+        training_round = round_launch(project=project, launched_by=request.user, config=body.validated_data["config"])
         return Response(RoundSerializer(training_round).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None)
@@ -257,11 +230,7 @@ class CheckpointViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def promote(self, request, project_pk=None, pk=None):
         checkpoint = get_object_or_404(self.get_queryset(), pk=pk)
-        try:
-            with transaction.atomic():
-                checkpoint_activate(checkpoint=checkpoint)
-        except ValueError as exc:
-            raise ValidationError({"checkpoint": str(exc)}) from None
+        checkpoint_activate(checkpoint=checkpoint)
         checkpoint.refresh_from_db()
         return Response(CheckpointSerializer(checkpoint).data)
 
@@ -272,10 +241,7 @@ class CheckpointViewSet(viewsets.GenericViewSet):
 def checkpoint_generate(request, checkpoint_id: int):
     """A checkpoint's responses to given prompts: inline when small, otherwise a job on the worker."""
     checkpoint = get_object_or_404(Checkpoint, pk=checkpoint_id, kind=Checkpoint.Kind.POLICY)
-    try:
-        params = generate_params(request.data)
-    except JobError as exc:
-        raise ValidationError({exc.field: exc.message}) from None
+    params = generate_params(request.data)
     if generate_is_small(params):
         return Response({"checkpoint": checkpoint.pk, "responses": generate_now(checkpoint, params)})
     job = job_generate_create(checkpoint=checkpoint, params=params, user=request.user)

@@ -4,6 +4,7 @@ from pathlib import Path
 from django.db import transaction
 
 from feedback.models import Checkpoint, Project, TrainingRound
+from feedback.services.errors import FieldError
 from training.checkpoints import directory_sha256
 
 
@@ -35,7 +36,7 @@ def checkpoint_register(
 def checkpoint_activate(*, checkpoint: Checkpoint) -> Checkpoint:
     """Make `checkpoint` the project's one active policy."""
     if checkpoint.kind != Checkpoint.Kind.POLICY:
-        raise ValueError("kind: only policy checkpoints can be active")
+        raise FieldError("kind", "only policy checkpoints can be active")
     with transaction.atomic():
         # Lock the project's policies so two activations cannot interleave between the
         # deactivate and the activate (the partial unique index would reject the loser).

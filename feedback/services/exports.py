@@ -11,6 +11,7 @@ import json
 from collections import defaultdict
 
 from feedback.models import Comparison, Project, Vote
+from feedback.services.errors import FieldError
 
 AGGREGATION_RULE = "majority (A/B votes; ties and both-bad never pairs; level A/B gives no pair)"
 _STRENGTH_MARGIN = {None: 0.0, 1: 0.0, 2: 0.5, 3: 1.0}
@@ -268,12 +269,8 @@ def jsonl_chunks(lines, lines_per_chunk: int = 2000):
         yield "\n".join(buffer)
 
 
-class ExportError(ValueError):
-    """A bad export option; `field` names it."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
+class ExportError(FieldError):
+    """A bad export option."""
 
 
 def export_options(raw) -> dict:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from feedback.models import Checkpoint, Comparison, Job, Project, Prompt, Sample
 from feedback.selectors.checkpoints import active_policy
+from feedback.services.errors import FieldError
 from feedback.services.exports import export_options, export_lines_for, jsonl_chunks
 from feedback.services.generation import generation_config, prompts_for_batch
 from training.config import ConfigError
@@ -26,12 +27,8 @@ INLINE_GENERATE_PROMPTS = 4
 INLINE_GENERATE_TOKENS = 128
 
 
-class JobError(ValueError):
-    """Bad job parameters; `field` names the culprit."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
+class JobError(FieldError):
+    """Bad job parameters."""
 
 
 def _enqueue(job: Job) -> Job:

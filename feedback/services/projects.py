@@ -4,17 +4,14 @@ from django.db import transaction
 from feedback.models import Checkpoint, Project, Prompt
 from feedback.selectors.checkpoints import reference_policy
 from feedback.services.checkpoints import checkpoint_register
+from feedback.services.errors import RowError
 from feedback.services.model_paths import policy_base_ensure
 
 ROLES = {"system", "user", "assistant"}
 
 
-class PromptImportError(ValueError):
+class PromptImportError(RowError):
     """A row that cannot be imported; the message names the row, the field and the reason."""
-
-    def __init__(self, row: int, field: str, message: str):
-        super().__init__(f"row {row}, {field}: {message}")
-        self.row, self.field, self.message = row, field, message
 
 
 def _messages_from_row(row_number: int, row) -> list[dict]:

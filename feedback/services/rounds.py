@@ -18,6 +18,7 @@ from feedback.models import Checkpoint, Project, TrainingRound
 from feedback.selectors.checkpoints import active_policy, latest_reward_model, reference_policy
 from feedback.services import exports
 from feedback.services.checkpoints import checkpoint_register
+from feedback.services.errors import FieldError
 from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
 from feedback.services.model_paths import checkpoint_dir, reward_base_path
 from training.config import ConfigError, PPOConfig, RewardConfig, config_from_dict
@@ -28,13 +29,8 @@ logger = logging.getLogger(__name__)
 ROUND_DEFAULTS = {"min_pairs": 4, "next_batch_prompts": 16}
 
 
-class RoundError(ValueError):
-    """A round cannot be launched or run; `field` names the cause."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+class RoundError(FieldError):
+    """A round cannot be launched or run."""
 
 
 def round_config_resolve(project: Project, config: dict | None) -> dict:

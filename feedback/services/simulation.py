@@ -73,11 +73,16 @@ def ensure_open_comparisons(project: Project, count: int, config: GenerationConf
         return 0
     checkpoint = active_policy(project)
     batch = (Comparison.objects.filter(project=project).order_by("-batch").values_list("batch", flat=True).first() or 0)
-    made = comparisons_generate(
-        project=project, prompts=prompts_for_batch(project, missing), checkpoint_a=checkpoint, checkpoint_b=checkpoint,
-        batch=batch, config=config, hooks=hooks,
-    )
-    return len(made)
+    made = 0
+    while made < missing:  # more comparisons than prompts: prompts come round again
+        prompts = prompts_for_batch(project, missing - made)
+        if not prompts:
+            break
+        made += len(comparisons_generate(
+            project=project, prompts=prompts, checkpoint_a=checkpoint, checkpoint_b=checkpoint,
+            batch=batch, config=config, hooks=hooks,
+        ))
+    return made
 
 
 def oracle_vote(project: Project, oracle: Oracle, votes: int, annotator=None) -> dict:

@@ -6,15 +6,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from feedback.models import Assignment, Comparison, Vote
+from feedback.services.errors import FieldError
 
 
-class VoteError(ValueError):
-    """A vote that cannot be accepted; `field` names what was wrong."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+class VoteError(FieldError):
+    """A vote that cannot be accepted."""
 
 
 @dataclass

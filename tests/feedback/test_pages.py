@@ -29,7 +29,7 @@ def test_annotator_sees_prompt_and_both_responses_then_votes(client, alice, tiny
     html = page.content.decode()
     assert c.prompt.text in html
     left, right = (c.sample_a, c.sample_b) if a.left_is_a else (c.sample_b, c.sample_a)
-    assert html.index(f'id="response-left"') < html.index(f'id="response-right"')
+    assert html.index('id="response-left"') < html.index('id="response-right"')
     response = client.post(reverse("feedback:annotate_vote", args=[a.pk]), {"side": "left", "strength": "2", "time_spent_ms": "1234"})
     assert response.status_code == 302
     vote = Vote.objects.get()
