@@ -49,6 +49,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
     queryset = Project.objects.all()
     serializer_class = ProjectSerializer
+    throttle_scope = None  # set per action: imports, exports
 
     def get_permissions(self):
         if self.action in ("list", "retrieve", "next_comparison"):
@@ -67,14 +68,16 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
     @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR,
                             "text/csv": OpenApiTypes.STR}, responses={201: OpenApiTypes.OBJECT})
-    @action(detail=True, methods=["post"], url_path="prompts/import", throttle_classes=[ScopedRateThrottle])
+    @action(detail=True, methods=["post"], url_path="prompts/import", throttle_classes=[ScopedRateThrottle],
+            throttle_scope="imports")
     def import_prompts(self, request, pk=None):
         """Import prompts (JSON list, JSONL or CSV); all or nothing."""
         return self._import(request, lambda project, rows: prompts_import(project=project, rows=rows, source="api"))
 
     @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR},
                    responses={201: OpenApiTypes.OBJECT})
-    @action(detail=True, methods=["post"], url_path="comparisons/import", throttle_classes=[ScopedRateThrottle])
+    @action(detail=True, methods=["post"], url_path="comparisons/import", throttle_classes=[ScopedRateThrottle],
+            throttle_scope="imports")
     def import_comparisons(self, request, pk=None):
         """Import pairs written elsewhere; all or nothing."""
         return self._import(request, lambda project, rows: comparisons_import(project=project, rows=rows))
@@ -107,7 +110,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         ],
         responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
     )
-    @action(detail=True, methods=["get"], url_path="export", throttle_classes=[ScopedRateThrottle])
+    @action(detail=True, methods=["get"], url_path="export", throttle_classes=[ScopedRateThrottle],
+            throttle_scope="exports")
     def export(self, request, pk=None):
         """Stream a preference dataset as JSONL (constant memory)."""
         project = self.get_object()
@@ -128,16 +132,13 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={202: JobSerializer})
-    @action(detail=True, methods=["post"], url_path="exports", throttle_classes=[ScopedRateThrottle])
+    @action(detail=True, methods=["post"], url_path="exports", throttle_classes=[ScopedRateThrottle],
+            throttle_scope="exports")
     def export_job(self, request, pk=None):
         """Write an export to a file on the worker (for large datasets); download it when the job is done."""
         job = job_export_create(project=self.get_object(), params=request.data, user=request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    export.throttle_scope = "exports"
-    export_job.throttle_scope = "exports"
-    import_prompts.throttle_scope = "imports"
-    import_comparisons.throttle_scope = "imports"
 
 
 @extend_schema(request=VoteInSerializer, responses={201: VoteSerializer, 200: VoteSerializer})

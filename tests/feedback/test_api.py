@@ -212,3 +212,20 @@ def test_oversized_import_is_refused_with_a_clear_error(project, admin_user, set
     response = _client(admin_user).post(f"/api/v1/projects/{project.pk}/prompts/import/", body, content_type="application/json")
     assert response.status_code == 413
     assert response.json()["field"] == "body" and "1024 bytes limit" in response.json()["detail"]
+
+
+def test_export_scope_is_throttled(project, admin_user, settings):
+    from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
+
+    cache.clear()
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "exports": "2/min"}
+    original = ScopedRateThrottle.THROTTLE_RATES
+    ScopedRateThrottle.THROTTLE_RATES = rates
+    try:
+        client = _client(admin_user)
+        codes = [client.get(f"/api/v1/projects/{project.pk}/export/?format=trl").status_code for _ in range(3)]
+    finally:
+        ScopedRateThrottle.THROTTLE_RATES = original
+        cache.clear()
+    assert codes == [200, 200, 429]
