@@ -111,11 +111,13 @@ def env_broker(name: str, data_dir: Path) -> tuple[str, dict]:
             raise ImproperlyConfigured(f"{name}={raw!r} must start with redis://, rediss:// or unix://.")
         return raw, {}
     folder = data_dir / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return "filesystem://", {
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),
+        # exchange tables; kombu's default is ./control, i.e. whatever folder we run from
+        "control_folder": str(folder / "control"),
         "store_processed": False,
     }
