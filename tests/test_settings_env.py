@@ -41,7 +41,11 @@ def test_filesystem_broker_and_sqlite_are_the_defaults(tmp_path, monkeypatch):
 
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    assert env_broker("REDIS_URL", tmp_path)[0] == "filesystem://"
+    url, options = env_broker("REDIS_URL", tmp_path)
+    assert url == "filesystem://"
+    # every folder the transport writes, exchange tables included, lives in the data dir
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+        assert options[key].startswith(str(tmp_path)), key
     assert env_database("DATABASE_URL", tmp_path / "db.sqlite3")["ENGINE"] == "django.db.backends.sqlite3"
     monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x")
     assert env_database("DATABASE_URL", tmp_path / "db.sqlite3")["ENGINE"] == "django.db.backends.postgresql"
