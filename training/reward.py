@@ -9,7 +9,7 @@ model's own tokenizer: for BERT-style encoders such as MiniLM this ends on [SEP]
 which plays the role of the EOS token TRL would append.
 
 Records are plain dicts: {"prompt": [messages] | str, "chosen": str, "rejected": str,
-"margin": float (optional)}. Ties and both-bad votes never reach this module: they
+"margin": float (optional), "agreement": float (optional; weights the pair's loss)}. Ties and both-bad votes never reach this module: they
 carry no ordering (the export layer drops them and says so).
 """
 import math
@@ -59,12 +59,17 @@ def score(model, tokenizer, prompts: list, responses: list[str], max_length: int
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None,
-                       center_coefficient: float = 0.0) -> torch.Tensor:
-    """-log σ(r_c - r_r - margin), plus a term pulling rewards towards zero mean."""
+                       center_coefficient: float = 0.0, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """-log σ(r_c - r_r - margin), weighted per pair, plus a term pulling rewards towards zero mean."""
     diff = r_chosen - r_rejected
     if margin is not None:
         diff = diff - margin
-    loss = -F.logsigmoid(diff).mean()
+    per_pair = -F.logsigmoid(diff)
+    if weight is not None:
+        # a pair that 2 of 3 annotators agreed on counts less than a unanimous one
+        loss = (per_pair * weight).sum() / weight.sum().clamp(min=1e-8)
+    else:
+        loss = per_pair.mean()
     if center_coefficient:
         loss = loss + center_coefficient * torch.mean((r_chosen + r_rejected) ** 2)
     return loss
@@ -142,7 +147,8 @@ def train_reward_model(
             margin = None
             if config.use_margin:
                 margin = torch.tensor([float(r.get("margin") or 0.0) for r in batch])
-            loss = bradley_terry_loss(r_chosen, r_rejected, margin, config.center_rewards_coefficient)
+            weight = torch.tensor([float(r.get("agreement", 1.0)) for r in batch])
+            loss = bradley_terry_loss(r_chosen, r_rejected, margin, config.center_rewards_coefficient, weight)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

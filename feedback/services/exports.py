@@ -13,7 +13,8 @@ from collections import defaultdict
 from feedback.models import Comparison, Project, Vote
 from feedback.services.errors import FieldError
 
-AGGREGATION_RULE = "majority (A/B votes; ties and both-bad never pairs; level A/B gives no pair)"
+AGGREGATION_RULE = ("majority of A/B votes, each pair weighted by agreement (winning votes / all votes); "
+                    "ties and both-bad never become pairs; level A/B gives no pair")
 _STRENGTH_MARGIN = {None: 0.0, 1: 0.0, 2: 0.5, 3: 1.0}
 
 

@@ -36,7 +36,7 @@ class RoundError(FieldError):
 def round_config_resolve(project: Project, config: dict | None) -> dict:
     """Fill defaults and validate; every error names the field (e.g. `ppo.steps`)."""
     config = dict(config or {})
-    known = {"reward", "ppo", "generation", *ROUND_DEFAULTS}
+    known = {"reward", "ppo", "generation", "aggregation", *ROUND_DEFAULTS}
     unknown = sorted(set(config) - known)
     if unknown:
         raise RoundError(unknown[0], f"unknown setting; known: {', '.join(sorted(known))}")
@@ -51,6 +51,7 @@ def round_config_resolve(project: Project, config: dict | None) -> dict:
             resolved[key] = asdict(config_from_dict(cls, config.get(key)))
         except ConfigError as exc:
             raise RoundError(f"{key}.{str(exc).split(':')[0]}", str(exc).split(": ", 1)[-1]) from None
+    resolved["aggregation"] = exports.AGGREGATION_RULE
     try:
         resolved["generation"] = asdict(generation_config(project, config.get("generation")))
     except ConfigError as exc:

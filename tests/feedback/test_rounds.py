@@ -25,6 +25,13 @@ def test_unknown_or_bad_settings_name_the_field(tiny_models):
     assert not TrainingRound.objects.exists()
 
 
+def test_round_config_says_how_votes_were_aggregated(tiny_models, django_capture_on_commit_callbacks):
+    project = make_project(tiny_models, first_batch=0)
+    with django_capture_on_commit_callbacks(execute=False):
+        r = round_launch(project=project)
+    assert r.config["aggregation"].startswith("majority") and "agreement" in r.config["aggregation"]
+
+
 def test_round_without_enough_votes_fails_with_a_reason(tiny_models, django_capture_on_commit_callbacks):
     project = make_project(tiny_models, first_batch=1)
     with django_capture_on_commit_callbacks(execute=False):

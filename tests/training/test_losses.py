@@ -84,3 +84,11 @@ def test_truncate_after_eos_pads_the_rest_and_flags_missing_eos():
     assert out.tolist() == [[5, 9, 0, 0], [5, 6, 7, 8]]
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
     assert ended.tolist() == [True, False]
+
+
+def test_agreement_weights_pairs():
+    rc, rr = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    l1 = -math.log(1 / (1 + math.exp(-1.0)))
+    l2 = -math.log(1 / (1 + math.exp(1.0)))
+    weighted = bradley_terry_loss(rc, rr, weight=torch.tensor([1.0, 1 / 3]))
+    assert weighted.item() == pytest.approx((l1 + l2 / 3) / (4 / 3), rel=1e-6)
