@@ -32,7 +32,7 @@ class RoundLaunchForm(forms.Form):
 
     ppo_steps = forms.IntegerField(min_value=1, max_value=1000, initial=6, label="PPO steps")
     ppo_batch_size = forms.IntegerField(min_value=1, max_value=256, initial=8, label="Episodes per PPO step")
-    reward_epochs = forms.IntegerField(min_value=1, max_value=50, initial=3, label="Reward model epochs")
+    reward_epochs = forms.IntegerField(min_value=1, max_value=50, initial=8, label="Reward model epochs")
     min_pairs = forms.IntegerField(min_value=1, max_value=100000, initial=4, label="Minimum preference pairs")
     next_batch_prompts = forms.IntegerField(min_value=1, max_value=10000, initial=16, label="Prompts in the next batch")
 

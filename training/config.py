@@ -43,11 +43,12 @@ class GenerationConfig:
 class RewardConfig:
     """Training of the Bradley–Terry reward model."""
 
-    epochs: int = 3
-    """Passes over the training pairs."""
+    epochs: int = 8
+    """Passes over the training pairs (rounds bring tens to hundreds of pairs: 3 passes at
+    5e-5 left MiniLM at 0.67 held-out accuracy on 40 pairs where 8 at 1e-4 reached 1.0)."""
     batch_size: int = 16
     """Pairs per optimizer step."""
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     """AdamW learning rate (encoders like MiniLM tolerate more than LMs)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
