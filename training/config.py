@@ -4,7 +4,7 @@ Each config is saved inside every checkpoint it produced (`rlhf_checkpoint.json`
 checkpoint always says how it was made. Defaults are sized so that one demo round with
 SmolLM2-135M finishes in minutes on a laptop CPU.
 """
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 
 class ConfigError(ValueError):
@@ -155,11 +155,3 @@ def config_from_dict(cls, data: dict | None):
 def config_to_dict(config) -> dict:
     return asdict(config)
 
-
-@dataclass
-class RoundConfig:
-    """Everything one training round needs besides data."""
-
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    generation: GenerationConfig = field(default_factory=GenerationConfig)

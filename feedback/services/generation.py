@@ -1,6 +1,4 @@
 """Sampling responses from checkpoints and turning them into comparisons."""
-import random
-
 from django.db import transaction
 
 from feedback.models import Checkpoint, Comparison, Project, Prompt, Sample, TrainingRound
@@ -23,11 +21,11 @@ def prompts_for_batch(project: Project, count: int, *, split: str = Prompt.Split
     )
 
 
-def _offset(hooks: Hooks, done: int, total: int) -> Hooks:
+def _offset(hooks: Hooks, done: int, job_total: int) -> Hooks:
     """Hooks for one part of a larger job: progress is shifted into the whole job's count."""
-    def report(*, stage, step, total: int = total, metrics=None, _total=total):
+    def report(*, stage, step, total, metrics=None):
         if step or not done:  # a later part's "0 done" would repeat the earlier part's last line
-            hooks.progress("generating", done + step, _total, metrics)
+            hooks.progress("generating", done + step, job_total, metrics)
 
     return Hooks(report=report, should_stop=hooks.should_stop)
 
@@ -79,8 +77,3 @@ def comparisons_generate(
             ))
     return created
 
-
-def shuffled(items: list, seed: int | None = None) -> list:
-    items = list(items)
-    random.Random(seed).shuffle(items)
-    return items

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from feedback.models import Checkpoint, Comparison, Project, Prompt
 from feedback.selectors.checkpoints import active_policy, reference_policy
 from feedback.services.assignment import assignment_next
-from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
+from feedback.services.generation import comparisons_generate, prompts_for_batch
 from feedback.services.votes import vote_submit
 from training.config import GenerationConfig
 from training.progress import NO_HOOKS, Hooks
@@ -131,6 +131,3 @@ def oracle_win_rate(project: Project, oracle: Oracle, checkpoint: Checkpoint, ba
 def reference_and_active(project: Project) -> tuple[Checkpoint, Checkpoint]:
     return reference_policy(project), active_policy(project)
 
-
-__all__ = ["Oracle", "RuleError", "oracle_from_rule", "oracle_vote", "oracle_win_rate", "ensure_open_comparisons",
-           "generation_config", "reference_and_active", "simulated_annotator"]

@@ -13,10 +13,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from feedback.models import Project
 from feedback.services.rounds import RoundError, round_execute, round_launch
+from feedback.services.generation import generation_config
 from feedback.services.simulation import (
     RuleError,
     ensure_open_comparisons,
-    generation_config,
     oracle_from_rule,
     oracle_vote,
     oracle_win_rate,
