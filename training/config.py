@@ -8,12 +8,17 @@ from dataclasses import asdict, dataclass, fields
 
 
 class ConfigError(ValueError):
-    """A config field has a value that cannot work; the message names the field."""
+    """A config field has a value that cannot work; `field` names it, `reason` says why."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
 
 
 def _check(cond: bool, name: str, reason: str) -> None:
     if not cond:
-        raise ConfigError(f"{name}: {reason}")
+        raise ConfigError(name, reason)
 
 
 @dataclass
@@ -145,11 +150,11 @@ def config_from_dict(cls, data: dict | None):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"{', '.join(unknown)}: unknown {cls.__name__} field(s); known: {', '.join(sorted(known))}")
+        raise ConfigError(", ".join(unknown), f"unknown {cls.__name__} field(s); known: {', '.join(sorted(known))}")
     try:
         return cls(**data).validate()
     except TypeError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(cls.__name__, str(exc)) from None
 
 
 def config_to_dict(config) -> dict:

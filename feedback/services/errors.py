@@ -23,3 +23,8 @@ class RowError(FieldError):
 
     def as_dict(self) -> dict:
         return {"row": self.row, "field": self.field, "detail": self.message, "error": str(self)}
+
+
+def int_in_range(value, low: int, high: int) -> bool:
+    """An int (not a bool, which Python counts as one) between low and high inclusive."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from feedback.models import Checkpoint, Comparison, Job, Project, Prompt, Sample
 from feedback.selectors.checkpoints import active_policy
-from feedback.services.errors import FieldError
+from feedback.selectors.comparisons import latest_batch
+from feedback.services.errors import FieldError, int_in_range
 from feedback.services.exports import export_options, export_lines_for, jsonl_chunks
 from feedback.services.generation import generation_config, prompts_for_batch
 from training.config import ConfigError
@@ -40,10 +41,10 @@ def _enqueue(job: Job) -> Job:
 
 def batch_params(project: Project, data: dict) -> dict:
     prompts = data.get("prompts", 16)
-    if not isinstance(prompts, int) or isinstance(prompts, bool) or not 1 <= prompts <= 10_000:
+    if not int_in_range(prompts, 1, 10_000):
         raise JobError("prompts", "must be an integer between 1 and 10000")
     k = data.get("samples_per_prompt", 2)
-    if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= 4:
+    if not int_in_range(k, 2, 4):
         raise JobError("samples_per_prompt", "must be 2, 3 or 4 (every pair of samples becomes a comparison)")
     split = data.get("split", Prompt.Split.TRAIN)
     if split not in Prompt.Split.values:
@@ -59,7 +60,7 @@ def batch_params(project: Project, data: dict) -> dict:
     try:
         generation = generation_config(project, data.get("generation"))
     except ConfigError as exc:
-        raise JobError(f"generation.{str(exc).split(':')[0]}", str(exc).split(': ', 1)[-1]) from None
+        raise JobError(f"generation.{exc.field}", exc.reason) from None
     return {"prompts": prompts, "samples_per_prompt": k, "split": split, "prompt_ids": ids,
             "generation": generation.__dict__}
 
@@ -89,7 +90,7 @@ def generate_params(data: dict) -> dict:
         except PromptImportError as exc:
             raise JobError(f"prompts[{i}]", exc.message) from None
     max_new_tokens = data.get("max_new_tokens", 128)
-    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_GENERATE_TOKENS:
+    if not int_in_range(max_new_tokens, 1, MAX_GENERATE_TOKENS):
         raise JobError("max_new_tokens", f"must be an integer between 1 and {MAX_GENERATE_TOKENS}")
     temperature = data.get("temperature", 0.7)
     if not isinstance(temperature, (int, float)) or not 0 < temperature <= 5:
@@ -180,7 +181,7 @@ def _run_batch(job: Job, hooks: Hooks) -> dict:
     samples = generate_responses(job.checkpoint.path, repeated, config, hooks,
                                  model_and_tokenizer=load_policy(job.checkpoint.path))
     hooks.check()
-    batch = (Comparison.objects.filter(project=job.project).order_by("-batch").values_list("batch", flat=True).first() or 0)
+    batch = latest_batch(job.project)
     created = 0
     with transaction.atomic():
         for i, prompt in enumerate(prompts):

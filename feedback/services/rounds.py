@@ -18,7 +18,7 @@ from feedback.models import Checkpoint, Project, TrainingRound
 from feedback.selectors.checkpoints import active_policy, latest_reward_model, reference_policy
 from feedback.services import exports
 from feedback.services.checkpoints import checkpoint_register
-from feedback.services.errors import FieldError
+from feedback.services.errors import FieldError, int_in_range
 from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
 from feedback.services.model_paths import checkpoint_dir, reward_base_path
 from training.config import ConfigError, PPOConfig, RewardConfig, config_from_dict
@@ -43,19 +43,19 @@ def round_config_resolve(project: Project, config: dict | None) -> dict:
     resolved = {}
     for key, default in ROUND_DEFAULTS.items():
         value = config.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or not (1 <= value <= 100_000):
+        if not int_in_range(value, 1, 100_000):
             raise RoundError(key, "must be an integer between 1 and 100000")
         resolved[key] = value
     for key, cls in (("reward", RewardConfig), ("ppo", PPOConfig)):
         try:
             resolved[key] = asdict(config_from_dict(cls, config.get(key)))
         except ConfigError as exc:
-            raise RoundError(f"{key}.{str(exc).split(':')[0]}", str(exc).split(": ", 1)[-1]) from None
+            raise RoundError(f"{key}.{exc.field}", exc.reason) from None
     resolved["aggregation"] = exports.AGGREGATION_RULE
     try:
         resolved["generation"] = asdict(generation_config(project, config.get("generation")))
     except ConfigError as exc:
-        raise RoundError(f"generation.{str(exc).split(':')[0]}", str(exc).split(": ", 1)[-1]) from None
+        raise RoundError(f"generation.{exc.field}", exc.reason) from None
     return resolved
 
 

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 
 from feedback.models import Checkpoint, Comparison, Project, Prompt
 from feedback.selectors.checkpoints import active_policy, reference_policy
+from feedback.selectors.comparisons import latest_batch
 from feedback.services.assignment import assignment_next
 from feedback.services.generation import comparisons_generate, prompts_for_batch
 from feedback.services.votes import vote_submit
@@ -72,7 +73,7 @@ def ensure_open_comparisons(project: Project, count: int, config: GenerationConf
     if missing <= 0:
         return 0
     checkpoint = active_policy(project)
-    batch = (Comparison.objects.filter(project=project).order_by("-batch").values_list("batch", flat=True).first() or 0)
+    batch = latest_batch(project)
     made = 0
     while made < missing:  # more comparisons than prompts: prompts come round again
         prompts = prompts_for_batch(project, missing - made)
