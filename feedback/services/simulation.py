@@ -101,31 +101,50 @@ def oracle_vote(project: Project, oracle: Oracle, votes: int, annotator=None) ->
     return counts
 
 
-def oracle_win_rate(project: Project, oracle: Oracle, checkpoint: Checkpoint, baseline: Checkpoint,
-                    config: GenerationConfig, max_prompts: int = 50, hooks: Hooks = NO_HOOKS) -> dict:
-    """How often the oracle prefers `checkpoint` over `baseline` on held-out prompts (ties count half)."""
-    from training.generation import generate_responses
-
+def held_out_prompts(project: Project, max_prompts: int = 50) -> list[Prompt]:
     prompts = list(Prompt.objects.filter(project=project, split=Prompt.Split.HELD_OUT).order_by("id")[:max_prompts])
     if not prompts:
         raise RuleError("project: has no held-out prompts to evaluate on")
-    messages = [p.messages for p in prompts]
-    new = generate_responses(checkpoint.path, messages, config, hooks)
-    old = generate_responses(baseline.path, messages, config, hooks)
-    wins = ties = 0
+    return prompts
+
+
+def held_out_responses(checkpoint: Checkpoint, prompts: list[Prompt], samples: int, config: GenerationConfig,
+                       hooks: Hooks = NO_HOOKS) -> list[str]:
+    """`samples` responses per prompt, prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...]."""
+    from training.generation import generate_responses
+
+    messages = [p.messages for p in prompts for _ in range(samples)]
+    return [r.text for r in generate_responses(checkpoint.path, messages, config, hooks)]
+
+
+def oracle_compare(oracle: Oracle, new: list[str], old: list[str], samples: int) -> dict:
+    """Pair the i-th new response with the i-th old one (same prompt) and let the oracle judge.
+
+    `win_rate` is over all pairs, ties counting half. A prompt prefers the new policy when
+    its own pairs' win-rate is above one half; `prompts_preferring_new` is the share of
+    prompts that do. Length and rule-hit figures describe both sides.
+    """
+    if len(new) != len(old) or not new or len(new) % samples:
+        raise ValueError("new and old must be equal, non-empty lists of `samples` responses per prompt")
+    outcomes = []
     for n, o in zip(new, old):
-        sn, so = oracle.score(n.text), oracle.score(o.text)
-        wins += sn > so
-        ties += sn == so
-    oracle_hits = sum(oracle.score(n.text) > 0 for n in new) if oracle.name != "shorter" else None
+        sn, so = oracle.score(n), oracle.score(o)
+        outcomes.append(1.0 if sn > so else 0.5 if sn == so else 0.0)
+    per_prompt = [sum(outcomes[i:i + samples]) / samples for i in range(0, len(outcomes), samples)]
+    hits = None if oracle.name == "shorter" else (
+        sum(oracle.score(t) > 0 for t in new) / len(new), sum(oracle.score(t) > 0 for t in old) / len(old)
+    )
     return {
-        "prompts": len(prompts),
-        "win_rate": (wins + 0.5 * ties) / len(prompts),
-        "wins": wins,
-        "ties": ties,
-        "new_mean_length": sum(len(n.text) for n in new) / len(new),
-        "old_mean_length": sum(len(o.text) for o in old) / len(old),
-        "new_rule_hits": oracle_hits,
+        "prompts": len(per_prompt),
+        "pairs": len(outcomes),
+        "win_rate": sum(outcomes) / len(outcomes),
+        "wins": outcomes.count(1.0),
+        "ties": outcomes.count(0.5),
+        "prompts_preferring_new": sum(r > 0.5 for r in per_prompt) / len(per_prompt),
+        "new_mean_chars": sum(map(len, new)) / len(new),
+        "old_mean_chars": sum(map(len, old)) / len(old),
+        "new_rule_hit_rate": hits and hits[0],
+        "old_rule_hit_rate": hits and hits[1],
     }
 
 

@@ -3,7 +3,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from feedback.models import TrainingRound, Vote
-from feedback.services.simulation import RuleError, oracle_from_rule
+from feedback.services.simulation import RuleError, oracle_compare, oracle_from_rule
 from tests.helpers import make_project
 
 pytestmark = pytest.mark.django_db
@@ -19,6 +19,21 @@ def test_rules_prefer_what_they_say():
     assert 0.35 < choices.count("a") / 400 < 0.6  # about half flipped
     with pytest.raises(RuleError, match="rule"):
         oracle_from_rule("longest")
+
+
+def test_oracle_compare_counts_pairs_and_prompts():
+    oracle = oracle_from_rule("contains:please")
+    # two prompts, two samples each: prompt 1 wins once and ties once (0.75), prompt 2 loses once, ties once (0.25)
+    new = ["please", "no", "no", "no"]
+    old = ["no", "nope", "please", "nah"]
+    result = oracle_compare(oracle, new, old, samples=2)
+    assert result["pairs"] == 4 and result["prompts"] == 2
+    assert result["wins"] == 1 and result["ties"] == 2
+    assert result["win_rate"] == pytest.approx((1 + 0.5 + 0 + 0.5) / 4)
+    assert result["prompts_preferring_new"] == 0.5
+    assert result["new_rule_hit_rate"] == 0.25 and result["old_rule_hit_rate"] == 0.25
+    with pytest.raises(ValueError):
+        oracle_compare(oracle, new, old[:3], samples=2)
 
 
 @pytest.mark.slow

@@ -92,3 +92,25 @@ def test_agreement_weights_pairs():
     l2 = -math.log(1 / (1 + math.exp(1.0)))
     weighted = bradley_terry_loss(rc, rr, weight=torch.tensor([1.0, 1 / 3]))
     assert weighted.item() == pytest.approx((l1 + l2 / 3) / (4 / 3), rel=1e-6)
+
+
+def test_response_logprobs_match_a_full_forward(tiny_models):
+    """Only response positions go through the LM head; the logprobs must equal a full pass's."""
+    from training.generation import encode_prompts
+    from training.models import load_policy
+    from training.ppo import PolicyAndValue, _forward, logprobs_of
+
+    model, tokenizer = load_policy(tiny_models["policy"])
+    module = PolicyAndValue(model, model.config.hidden_size)
+    enc = encode_prompts(tokenizer, ["a short one", "a somewhat longer prompt than that"])
+    responses = torch.randint(3, model.config.vocab_size, (2, 5))
+    response_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        logprobs, values, _ = _forward(module, enc["input_ids"], enc["attention_mask"], responses, response_mask, 0.7)
+        full_logits, full_values = module(torch.cat([enc["input_ids"], responses], 1),
+                                          torch.cat([enc["attention_mask"], response_mask], 1))
+    context = enc["input_ids"].shape[1]
+    expected = logprobs_of(full_logits[:, context - 1:-1] / 0.7, responses)
+    assert logprobs.shape == (2, 5) and values.shape == (2, 5)
+    torch.testing.assert_close(logprobs, expected)
+    torch.testing.assert_close(values, full_values[:, context - 1:-1])

@@ -19,7 +19,9 @@ from feedback.services.simulation import (
     ensure_open_comparisons,
     oracle_from_rule,
     oracle_vote,
-    oracle_win_rate,
+    held_out_prompts,
+    held_out_responses,
+    oracle_compare,
     reference_and_active,
 )
 from training.progress import Hooks
@@ -35,6 +37,8 @@ class Command(BaseCommand):
         parser.add_argument("--rounds", type=int, default=3)
         parser.add_argument("--votes", type=int, default=100, help="oracle votes before each round")
         parser.add_argument("--eval-prompts", type=int, default=50, help="held-out prompts for the win-rate")
+        parser.add_argument("--eval-samples", type=int, default=4, help="responses per held-out prompt and policy")
+        parser.add_argument("--report", help="write the per-round figures to this JSON file")
         parser.add_argument("--round-config", default="{}", help='JSON round config, e.g. {"ppo": {"steps": 10}}')
         parser.add_argument("--generation", default="{}", help='JSON generation overrides, e.g. {"max_new_tokens": 48}')
         parser.add_argument("--seed", type=int, default=0)
@@ -57,10 +61,19 @@ class Command(BaseCommand):
                 self.stdout.write(f"    {stage} {step}/{total}")
 
         hooks = Hooks(report=report)
+        if opts["eval_samples"] < 1:
+            raise CommandError("--eval-samples: must be at least 1")
+        samples = opts["eval_samples"]
         reference, active = reference_and_active(project)
-        baseline = oracle_win_rate(project, oracle, active, reference, generation, opts["eval_prompts"], hooks)
-        self.stdout.write(f"round 0: oracle win-rate of the active policy vs round 0 = {baseline['win_rate']:.2f} "
-                          f"(rule hits {baseline['new_rule_hits']})")
+        try:
+            prompts = held_out_prompts(project, opts["eval_prompts"])
+        except RuleError as exc:
+            raise CommandError(str(exc)) from None
+        # round 0's responses are drawn once; every round is judged against the same ones
+        baseline = held_out_responses(reference, prompts, samples, generation, hooks)
+        sanity = oracle_compare(oracle, held_out_responses(active, prompts, samples, generation, hooks), baseline, samples)
+        self.stdout.write(f"round 0: {self._describe(sanity)} (the active policy vs round 0 before training)")
+        rounds = []
         for n in range(1, opts["rounds"] + 1):
             started = time.monotonic()
             made = ensure_open_comparisons(project, opts["votes"], generation, hooks)
@@ -76,10 +89,30 @@ class Command(BaseCommand):
             reward = training_round.metrics["reward_summary"]
             ppo = training_round.metrics["ppo_summary"]
             reference, active = reference_and_active(project)
-            result = oracle_win_rate(project, oracle, active, reference, generation, opts["eval_prompts"], hooks)
+            result = oracle_compare(oracle, held_out_responses(active, prompts, samples, generation, hooks), baseline, samples)
+            round_seconds = (training_round.finished_at - training_round.started_at).total_seconds()
+            rounds.append({
+                "round": training_round.number, "votes": counts, "eval": result,
+                "reward_eval_accuracy": reward.get("eval_accuracy"), "reward_eval_pairs": reward.get("eval_pairs"),
+                "ppo_mean_kl": ppo["mean_kl"], "ppo_final_kl": ppo["final_kl"], "ppo_mean_score": ppo["mean_score"],
+                "round_seconds": round_seconds, "stage_seconds": training_round.timings,
+                "simulated_seconds": time.monotonic() - started,
+            })
             self.stdout.write(self.style.SUCCESS(
-                f"round {n} ({training_round.number}): win-rate vs round 0 = {result['win_rate']:.2f} on "
-                f"{result['prompts']} held-out prompts (rule hits {result['new_rule_hits']}); "
-                f"RM held-out accuracy {reward.get('eval_accuracy')}, mean KL {ppo['mean_kl']:.4f}, "
-                f"mean score {ppo['mean_score']:.3f}; {time.monotonic() - started:.0f} s"
+                f"round {n} ({training_round.number}): {self._describe(result)}; "
+                f"RM held-out accuracy {reward.get('eval_accuracy')}, KL to round 0 {ppo['final_kl']:.3f} "
+                f"(mean over steps {ppo['mean_kl']:.3f}), mean score {ppo['mean_score']:.3f}; "
+                f"round {round_seconds:.0f} s, with votes and evaluation {time.monotonic() - started:.0f} s"
             ))
+        if opts["report"]:
+            with open(opts["report"], "w") as fh:
+                json.dump({"rule": opts["rule"], "noise": opts["noise"], "round_0": sanity, "rounds": rounds,
+                           "round_config": round_config}, fh, indent=2)
+
+    @staticmethod
+    def _describe(result: dict) -> str:
+        hits = "" if result["new_rule_hit_rate"] is None else (
+            f", rule met by {result['new_rule_hit_rate']:.0%} vs {result['old_rule_hit_rate']:.0%}"
+        )
+        return (f"win-rate vs round 0 = {result['win_rate']:.2f} over {result['pairs']} pairs, "
+                f"{result['prompts_preferring_new']:.0%} of {result['prompts']} held-out prompts prefer it{hits}")
