@@ -127,12 +127,13 @@ def train_reward_model(
     )
     rng = random.Random(config.seed)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total = steps_per_epoch * config.epochs
+    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    total = steps_per_epoch * epochs
     before = evaluate(model, tokenizer, held_out, config.max_length)
     step_metrics = []
     started = time.monotonic()
     hooks.progress("reward", 0, total)
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         order = list(train)
         rng.shuffle(order)
         for b in range(steps_per_epoch):
@@ -166,6 +167,7 @@ def train_reward_model(
     after = evaluate(model, tokenizer, held_out, config.max_length)
     summary = {
         "train_pairs": len(train),
+        "epochs": epochs,
         **after,
         "eval_accuracy_before": before.get("eval_accuracy"),
         "seconds": round(time.monotonic() - started, 2),

@@ -30,6 +30,19 @@ def _offset(hooks: Hooks, done: int, job_total: int) -> Hooks:
     return Hooks(report=report, should_stop=hooks.should_stop)
 
 
+def sample_store(*, prompt: Prompt, checkpoint: Checkpoint, response, params: dict) -> Sample:
+    """One generated response (`training.generation.GeneratedSample`) as a row."""
+    return Sample.objects.create(prompt=prompt, checkpoint=checkpoint, text=response.text,
+                                 token_count=response.token_count, finished=response.finished,
+                                 generation_params=params)
+
+
+def comparison_store(*, project: Project, prompt: Prompt, sample_a: Sample, sample_b: Sample, batch: int,
+                     training_round: TrainingRound | None = None) -> Comparison:
+    return Comparison.objects.create(project=project, prompt=prompt, sample_a=sample_a, sample_b=sample_b,
+                                     batch=batch, round=training_round, votes_needed=project.votes_per_comparison)
+
+
 def comparisons_generate(
     *,
     project: Project,
@@ -67,13 +80,10 @@ def comparisons_generate(
     created = []
     with transaction.atomic():
         for prompt, ra, rb in zip(prompts, responses_a, responses_b):
-            sa = Sample.objects.create(prompt=prompt, checkpoint=checkpoint_a, text=ra.text, token_count=ra.token_count,
-                                       finished=ra.finished, generation_params=params)
-            sb = Sample.objects.create(prompt=prompt, checkpoint=checkpoint_b, text=rb.text, token_count=rb.token_count,
-                                       finished=rb.finished, generation_params=params)
-            created.append(Comparison.objects.create(
-                project=project, prompt=prompt, sample_a=sa, sample_b=sb, batch=batch,
-                round=training_round, votes_needed=project.votes_per_comparison,
+            created.append(comparison_store(
+                project=project, prompt=prompt, batch=batch, training_round=training_round,
+                sample_a=sample_store(prompt=prompt, checkpoint=checkpoint_a, response=ra, params=params),
+                sample_b=sample_store(prompt=prompt, checkpoint=checkpoint_b, response=rb, params=params),
             ))
     return created
 

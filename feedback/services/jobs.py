@@ -11,12 +11,12 @@ from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 from django.utils import timezone
 
-from feedback.models import Checkpoint, Comparison, Job, Project, Prompt, Sample
+from feedback.models import Checkpoint, Job, Project, Prompt
 from feedback.selectors.checkpoints import active_policy
 from feedback.selectors.comparisons import latest_batch
 from feedback.services.errors import FieldError, int_in_range
 from feedback.services.exports import export_options, export_lines_for, jsonl_chunks
-from feedback.services.generation import generation_config, prompts_for_batch
+from feedback.services.generation import comparison_store, generation_config, prompts_for_batch, sample_store
 from training.config import ConfigError
 from training.progress import Cancelled, Hooks
 
@@ -185,12 +185,10 @@ def _run_batch(job: Job, hooks: Hooks) -> dict:
     created = 0
     with transaction.atomic():
         for i, prompt in enumerate(prompts):
-            rows = [Sample.objects.create(prompt=prompt, checkpoint=job.checkpoint, text=s.text, token_count=s.token_count,
-                                          finished=s.finished, generation_params=p["generation"])
+            rows = [sample_store(prompt=prompt, checkpoint=job.checkpoint, response=s, params=p["generation"])
                     for s in samples[i * k:(i + 1) * k]]
             for a, b in combinations(rows, 2):
-                Comparison.objects.create(project=job.project, prompt=prompt, sample_a=a, sample_b=b, batch=batch,
-                                          votes_needed=job.project.votes_per_comparison)
+                comparison_store(project=job.project, prompt=prompt, sample_a=a, sample_b=b, batch=batch)
                 created += 1
     return {"comparisons": created, "prompts": len(prompts)}
 

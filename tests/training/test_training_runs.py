@@ -47,6 +47,16 @@ def test_reward_model_learns_a_toy_preference(tiny_models, tmp_path):
     assert manifest["kind"] == "reward" and manifest["config"]["epochs"] == 15
 
 
+def test_reward_model_takes_at_least_min_steps_on_a_small_snapshot(tiny_models, tmp_path):
+    # 10 pairs, 8 held out at 0.2 -> 8 train pairs: one batch an epoch, so 3 epochs would be 3 steps
+    result = train_reward_model(_toy_preferences(10), tiny_models["reward"], tmp_path / "rm",
+                                RewardConfig(epochs=3, batch_size=16, min_steps=7))
+    assert len(result["steps"]) == 7 and result["summary"]["epochs"] == 7
+    more = train_reward_model(_toy_preferences(40), tiny_models["reward"], tmp_path / "rm2",
+                              RewardConfig(epochs=3, batch_size=16, min_steps=2))
+    assert more["summary"]["epochs"] == 3  # enough steps already: epochs as configured
+
+
 def test_reward_model_every_parameter_changes(tiny_models, tmp_path):
     before = load_reward_model(tiny_models["reward"])[0].state_dict()
     train_reward_model(_toy_preferences(16), tiny_models["reward"], tmp_path / "rm",
