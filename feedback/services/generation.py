@@ -1,4 +1,6 @@
 """Sampling responses from checkpoints and turning them into comparisons."""
+from itertools import combinations
+
 from django.db import transaction
 
 from feedback.models import Checkpoint, Comparison, Project, Prompt, Sample, TrainingRound
@@ -87,3 +89,41 @@ def comparisons_generate(
             ))
     return created
 
+
+
+def comparisons_all_pairs(
+    *,
+    project: Project,
+    prompts: list[Prompt],
+    checkpoint: Checkpoint,
+    samples_per_prompt: int,
+    batch: int,
+    config: GenerationConfig,
+    params: dict | None = None,
+    hooks: Hooks = NO_HOOKS,
+) -> list[Comparison]:
+    """Sample `samples_per_prompt` responses per prompt from one checkpoint; every pair is a comparison.
+
+    k samples give k(k-1)/2 comparisons (4 give 6), so each generated response serves
+    several votes. Rows are written in one transaction at the end, as above.
+    """
+    from training.generation import generate_responses
+    from training.models import load_policy
+
+    if not prompts:
+        return []
+    k = samples_per_prompt
+    # each prompt repeated k times, so one generate pass yields every prompt's k samples
+    repeated = [prompt.messages for prompt in prompts for _ in range(k)]
+    samples = generate_responses(checkpoint.path, repeated, config, hooks, model_and_tokenizer=load_policy(checkpoint.path))
+    hooks.check()
+    if params is None:
+        params = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "top_p": config.top_p}
+    created = []
+    with transaction.atomic():
+        for i, prompt in enumerate(prompts):
+            rows = [sample_store(prompt=prompt, checkpoint=checkpoint, response=s, params=params)
+                    for s in samples[i * k:(i + 1) * k]]
+            created += [comparison_store(project=project, prompt=prompt, sample_a=a, sample_b=b, batch=batch)
+                        for a, b in combinations(rows, 2)]
+    return created

@@ -4,7 +4,6 @@ Like rounds, a job's row records what happened; the worker claims it with a cond
 update, so a duplicated task runs it once.
 """
 import logging
-from itertools import combinations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -16,7 +15,7 @@ from feedback.selectors.checkpoints import active_policy
 from feedback.selectors.comparisons import latest_batch
 from feedback.services.errors import FieldError, int_in_range
 from feedback.services.exports import export_options, export_lines_for, jsonl_chunks
-from feedback.services.generation import comparison_store, generation_config, prompts_for_batch, sample_store
+from feedback.services.generation import comparisons_all_pairs, generation_config, prompts_for_batch
 from training.config import ConfigError
 from training.progress import Cancelled, Hooks
 
@@ -166,31 +165,17 @@ def job_execute(job_id: int) -> Job | None:
 
 def _run_batch(job: Job, hooks: Hooks) -> dict:
     from training.config import GenerationConfig
-    from training.generation import generate_responses
-    from training.models import load_policy
 
     p = job.params
     if p.get("prompt_ids"):
         prompts = list(Prompt.objects.filter(project=job.project, pk__in=p["prompt_ids"]).order_by("id"))
     else:
         prompts = prompts_for_batch(job.project, p["prompts"], split=p["split"])
-    k = p["samples_per_prompt"]
-    config = GenerationConfig(**p["generation"])
-    # each prompt repeated k times, so one generate pass yields every prompt's k samples
-    repeated = [prompt.messages for prompt in prompts for _ in range(k)]
-    samples = generate_responses(job.checkpoint.path, repeated, config, hooks,
-                                 model_and_tokenizer=load_policy(job.checkpoint.path))
-    hooks.check()
-    batch = latest_batch(job.project)
-    created = 0
-    with transaction.atomic():
-        for i, prompt in enumerate(prompts):
-            rows = [sample_store(prompt=prompt, checkpoint=job.checkpoint, response=s, params=p["generation"])
-                    for s in samples[i * k:(i + 1) * k]]
-            for a, b in combinations(rows, 2):
-                comparison_store(project=job.project, prompt=prompt, sample_a=a, sample_b=b, batch=batch)
-                created += 1
-    return {"comparisons": created, "prompts": len(prompts)}
+    created = comparisons_all_pairs(
+        project=job.project, prompts=prompts, checkpoint=job.checkpoint, samples_per_prompt=p["samples_per_prompt"],
+        batch=latest_batch(job.project), config=GenerationConfig(**p["generation"]), params=p["generation"], hooks=hooks,
+    )
+    return {"comparisons": len(created), "prompts": len(prompts)}
 
 
 def _run_export(job: Job, hooks: Hooks) -> dict:

@@ -16,7 +16,7 @@ from feedback.models import Checkpoint, Comparison, Project, Prompt
 from feedback.selectors.checkpoints import active_policy, reference_policy
 from feedback.selectors.comparisons import latest_batch
 from feedback.services.assignment import assignment_next
-from feedback.services.generation import comparisons_generate, prompts_for_batch
+from feedback.services.generation import comparisons_all_pairs, prompts_for_batch
 from feedback.services.votes import vote_submit
 from training.config import GenerationConfig
 from training.progress import NO_HOOKS, Hooks
@@ -66,21 +66,29 @@ def simulated_annotator(name: str = "sim-oracle"):
     return user
 
 
-def ensure_open_comparisons(project: Project, count: int, config: GenerationConfig, hooks: Hooks = NO_HOOKS) -> int:
-    """Generate comparisons from the active policy until `count` are open; returns how many were made."""
+def ensure_open_comparisons(project: Project, count: int, config: GenerationConfig, hooks: Hooks = NO_HOOKS,
+                            samples_per_prompt: int = 2) -> int:
+    """Generate comparisons from the active policy until `count` are open; returns how many were made.
+
+    Each prompt gets `samples_per_prompt` responses and every pair of them is a comparison,
+    as a batch job makes them: 4 samples give 6 comparisons where 2 give 1.
+    """
+    if samples_per_prompt < 2:
+        raise RuleError("samples_per_prompt: must be at least 2 (a comparison needs two responses)")
     open_now = Comparison.objects.filter(project=project, status=Comparison.Status.OPEN).count()
     missing = count - open_now
     if missing <= 0:
         return 0
     checkpoint = active_policy(project)
     batch = latest_batch(project)
+    per_prompt = samples_per_prompt * (samples_per_prompt - 1) // 2
     made = 0
     while made < missing:  # more comparisons than prompts: prompts come round again
-        prompts = prompts_for_batch(project, missing - made)
+        prompts = prompts_for_batch(project, -(-(missing - made) // per_prompt))
         if not prompts:
             break
-        made += len(comparisons_generate(
-            project=project, prompts=prompts, checkpoint_a=checkpoint, checkpoint_b=checkpoint,
+        made += len(comparisons_all_pairs(
+            project=project, prompts=prompts, checkpoint=checkpoint, samples_per_prompt=samples_per_prompt,
             batch=batch, config=config, hooks=hooks,
         ))
     return made

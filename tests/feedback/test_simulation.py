@@ -2,8 +2,9 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from feedback.models import TrainingRound, Vote
-from feedback.services.simulation import RuleError, oracle_compare, oracle_from_rule
+from feedback.models import Comparison, TrainingRound, Vote
+from feedback.services.generation import generation_config
+from feedback.services.simulation import RuleError, ensure_open_comparisons, oracle_compare, oracle_from_rule, oracle_vote
 from tests.helpers import make_project
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +37,25 @@ def test_oracle_compare_counts_pairs_and_prompts():
         oracle_compare(oracle, new, old[:3], samples=2)
 
 
+def test_top_up_pairs_every_response_of_a_prompt_and_the_oracle_votes_on_them(tiny_models):
+    project = make_project(tiny_models, first_batch=0)
+    config = generation_config(project)
+    assert ensure_open_comparisons(project, 5, config, samples_per_prompt=3) == 6  # 2 prompts x 3 pairs
+    by_prompt = {}
+    for c in Comparison.objects.filter(project=project):
+        by_prompt.setdefault(c.prompt_id, []).append(c)
+    assert [len(cs) for cs in by_prompt.values()] == [3, 3]
+    for cs in by_prompt.values():
+        samples = {c.sample_a_id for c in cs} | {c.sample_b_id for c in cs}
+        assert len(samples) == 3  # three responses, each in two comparisons
+        assert len({frozenset((c.sample_a_id, c.sample_b_id)) for c in cs}) == 3
+    assert ensure_open_comparisons(project, 6, config, samples_per_prompt=3) == 0  # enough are open
+    counts = oracle_vote(project, oracle_from_rule("shorter"), 10)
+    assert sum(counts.values()) == 6 == Vote.objects.filter(comparison__project=project).count()
+    with pytest.raises(RuleError, match="samples_per_prompt"):
+        ensure_open_comparisons(project, 20, config, samples_per_prompt=1)
+
+
 @pytest.mark.slow
 def test_simulate_runs_rounds_with_oracle_votes(tiny_models, capsys):
     project = make_project(tiny_models, first_batch=0, prompts=[
@@ -43,7 +63,7 @@ def test_simulate_runs_rounds_with_oracle_votes(tiny_models, capsys):
         "explain the world", "how are you", "tell me something good", "what is green",
         {"prompt": "say yes", "split": "held_out"}, {"prompt": "say no", "split": "held_out"},
     ])
-    call_command("simulate", project=project.name, rule="contains:good", rounds=2, votes=6, eval_prompts=2,
+    call_command("simulate", project=project.name, rule="contains:good", rounds=2, votes=12, eval_prompts=2,
                  round_config='{"min_pairs": 1, "next_batch_prompts": 2, "ppo": {"steps": 1, "batch_size": 2, '
                               '"mini_batch_size": 2, "max_new_tokens": 6}, "reward": {"epochs": 1}}')
     out = capsys.readouterr().out

@@ -36,6 +36,8 @@ class Command(BaseCommand):
         parser.add_argument("--noise", type=float, default=0.0, help="probability of flipping a vote (label noise)")
         parser.add_argument("--rounds", type=int, default=3)
         parser.add_argument("--votes", type=int, default=100, help="oracle votes before each round")
+        parser.add_argument("--samples-per-prompt", type=int, default=4,
+                            help="responses per prompt when topping up comparisons; every pair is one (4 -> 6)")
         parser.add_argument("--eval-prompts", type=int, default=50, help="held-out prompts for the win-rate")
         parser.add_argument("--eval-samples", type=int, default=4, help="responses per held-out prompt and policy")
         parser.add_argument("--report", help="write the per-round figures to this JSON file")
@@ -76,7 +78,10 @@ class Command(BaseCommand):
         rounds = []
         for n in range(1, opts["rounds"] + 1):
             started = time.monotonic()
-            made = ensure_open_comparisons(project, opts["votes"], generation, hooks)
+            try:
+                made = ensure_open_comparisons(project, opts["votes"], generation, hooks, opts["samples_per_prompt"])
+            except RuleError as exc:
+                raise CommandError(str(exc)) from None
             counts = oracle_vote(project, oracle, opts["votes"])
             self.stdout.write(f"round {n}: generated {made} comparisons; oracle votes {counts}")
             try:
