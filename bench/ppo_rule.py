@@ -71,7 +71,7 @@ def main():
 
     if args.oracle_reward:
         reward_path = base.path  # unused: the rule scores the rollouts
-        ppo_module.reward_score = lambda model, tok, prompts, texts, n: torch.tensor([oracle.score(t) for t in texts])
+        ppo_module.reward_score = lambda model, tok, prompts, texts, *_: torch.tensor([oracle.score(t) for t in texts])
         reward_summary = {"oracle": True}
     else:
         records = rule_labelled_pairs(project, oracle)

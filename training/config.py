@@ -69,6 +69,9 @@ class RewardConfig:
     """Weight of the (r_chosen + r_rejected)^2 term that keeps rewards centred on zero."""
     use_margin: bool = True
     """Subtract a margin taken from vote strength inside the logsigmoid."""
+    normalize_scores: bool = True
+    """Save a shift and scale with the model so that PPO's scores have mean 0 and std 1
+    on the responses it was trained on (see training/reward.py)."""
     seed: int = 0
     """Seed for the split, shuffling and head initialisation."""
 

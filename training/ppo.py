@@ -10,7 +10,9 @@ https://arxiv.org/abs/2403.17031 — the details, and where each one lives below
 - responses are truncated after their first EOS; one that never emitted EOS has
   `missing_eos_penalty` subtracted from its score;
 - the score comes from the reward model on decoded text, through the reward model's own
-  tokenizer (it may differ from the policy's);
+  tokenizer (it may differ from the policy's), shifted and scaled to mean 0 and std 1 on
+  the responses the reward model was trained on (the paper's reward normalization; the
+  shift and scale come with the reward model, see training/reward.py);
 - GAE with gamma=1, lambda=0.95; advantages whitened; optional reward whitening;
 - clipped surrogate policy loss and clipped value loss; several epochs of minibatches;
 - dropout off everywhere.
@@ -34,7 +36,7 @@ from training.config import PPOConfig, config_to_dict
 from training.generation import decode_responses, position_ids_from_mask, sample
 from training.models import adapter_base_path, is_adapter_checkpoint, load_policy, load_reward_model
 from training.progress import NO_HOOKS, Hooks
-from training.reward import score as reward_score
+from training.reward import normalized_score as reward_score, score_normalization
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 
@@ -183,13 +185,14 @@ def ppo_minibatch_update(module: PolicyAndValue, optimizer, trainable: list, mb:
     loss = pg_loss + config.vf_coef * vf_loss
     optimizer.zero_grad()
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
     optimizer.step()
     with torch.no_grad():
         return {
             "pg_loss": float(pg_loss), "vf_loss": float(vf_loss), "clipfrac": float(clipfrac),
             "vf_clipfrac": float(vf_clipfrac), "approx_kl": float(approx_kl),
             "entropy": float(masked_mean(entropy_from_logits(logits), m)),
+            "grad_norm": float(grad_norm),
         }
 
 
@@ -223,6 +226,7 @@ def train_ppo(
     ref_module = None if reference is None else PolicyAndValue(reference, reference.config.hidden_size)
     reward_model, reward_tokenizer = load_reward_model(reward_path)
     reward_model.requires_grad_(False)
+    normalization = score_normalization(reward_path)
 
     trainable = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, eps=1e-5)
@@ -257,7 +261,8 @@ def train_ppo(
             else:
                 ref_logprobs, _, _ = _forward(ref_module, query, query_mask, responses, response_mask, config.temperature)
             texts = decode_responses(tokenizer, responses, response_mask)
-            scores = reward_score(reward_model, reward_tokenizer, batch_prompts, texts, config.reward_max_length)
+            scores = reward_score(reward_model, reward_tokenizer, batch_prompts, texts, config.reward_max_length,
+                                  normalization)
             scores = torch.where(ended, scores, scores - config.missing_eos_penalty)
 
             kl = (old_logprobs - ref_logprobs) * mask
@@ -271,7 +276,7 @@ def train_ppo(
             advantages = masked_whiten(advantages, mask)
 
         # --- PPO epochs over minibatches -----------------------------------------
-        stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac", "approx_kl", "entropy")}
+        stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac", "approx_kl", "entropy", "grad_norm")}
         n = query.shape[0]
         for _ in range(config.ppo_epochs):
             perm = torch.randperm(n)
@@ -297,6 +302,7 @@ def train_ppo(
             "pg_loss": _avg(stats["pg_loss"]),
             "vf_loss": _avg(stats["vf_loss"]),
             "vf_clipfrac": _avg(stats["vf_clipfrac"]),
+            "grad_norm": _avg(stats["grad_norm"]),
             "response_length": float(response_mask.sum(1).float().mean()),
             "eos_fraction": float(ended.float().mean()),
             "episodes_per_s": n / elapsed if elapsed > 0 else 0.0,

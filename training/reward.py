@@ -8,6 +8,16 @@ callbacks. Inputs are encoded as a text pair (prompt, response) with the reward
 model's own tokenizer: for BERT-style encoders such as MiniLM this ends on [SEP],
 which plays the role of the EOS token TRL would append.
 
+Score normalization (on by default, `RewardConfig.normalize_scores`): after training,
+the model scores every response in its training pairs, and the mean and standard
+deviation go into the checkpoint's manifest as a shift and a scale. `normalized_score`
+applies them, so PPO sees scores with mean 0 and std 1 on the policy's own responses,
+as the N+ paper normalizes its reward model on SFT samples. Without it the scale is
+whatever the Bradley–Terry margins made it (std 3.3 after one simulated round): the
+value loss then outweighs the policy loss inside the clipped gradient, and the same
+`kl_coef` means something different every round. The weights are left raw, so the next
+round's reward model starts from them.
+
 Records are plain dicts: {"prompt": [messages] | str, "chosen": str, "rejected": str,
 "margin": float (optional), "agreement": float (optional; weights the pair's loss)}. Ties and both-bad votes never reach this module: they
 carry no ordering (the export layer drops them and says so).
@@ -20,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from training.checkpoints import atomic_directory, write_manifest
+from training.checkpoints import atomic_directory, read_manifest, write_manifest
 from training.config import RewardConfig, config_to_dict
 from training.models import load_reward_model
 from training.progress import NO_HOOKS, Hooks
@@ -56,6 +66,18 @@ def score(model, tokenizer, prompts: list, responses: list[str], max_length: int
             enc = encode_pairs(tokenizer, prompts[i:i + batch_size], responses[i:i + batch_size], max_length)
             out.append(model(**enc).logits.squeeze(-1).float())
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def score_normalization(path: str | Path) -> tuple[float, float]:
+    """(shift, scale) saved with a reward model; (0, 1) for a model trained without it."""
+    normalization = read_manifest(path).get("normalization") or {}
+    return float(normalization.get("shift", 0.0)), float(normalization.get("scale", 1.0))
+
+
+def normalized_score(model, tokenizer, prompts: list, responses: list[str], max_length: int,
+                     normalization: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    shift, scale = normalization
+    return (score(model, tokenizer, prompts, responses, max_length) - shift) / scale
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None,
@@ -165,11 +187,16 @@ def train_reward_model(
             hooks.progress("reward", len(step_metrics), total, metrics)
     model.eval()
     after = evaluate(model, tokenizer, held_out, config.max_length)
+    normalization = {"shift": 0.0, "scale": 1.0}
+    if config.normalize_scores:
+        normalization = _normalization(model, tokenizer, train, config.max_length)
     summary = {
         "train_pairs": len(train),
         "epochs": epochs,
         **after,
         "eval_accuracy_before": before.get("eval_accuracy"),
+        "score_shift": normalization["shift"],
+        "score_scale": normalization["scale"],
         "seconds": round(time.monotonic() - started, 2),
     }
     with atomic_directory(out_dir) as tmp:
@@ -181,6 +208,22 @@ def train_reward_model(
             "initialised_from": str(base_path),
             "config": config_to_dict(config),
             "metrics": summary,
+            "normalization": {**normalization, "over": "responses of the training pairs"},
             **(manifest or {}),
         })
     return {"steps": step_metrics, "summary": summary}
+
+
+def _normalization(model, tokenizer, records: list[dict], max_length: int) -> dict:
+    """Mean and std of the scores of every distinct response in `records`."""
+    seen, prompts, responses = set(), [], []
+    for r in records:
+        for text in (r["chosen"], r["rejected"]):
+            key = (prompt_as_text(r["prompt"]), text)
+            if key not in seen:
+                seen.add(key)
+                prompts.append(r["prompt"])
+                responses.append(text)
+    scores = score(model, tokenizer, prompts, responses, max_length)
+    std = float(scores.std()) if scores.numel() > 1 else 0.0
+    return {"shift": float(scores.mean()), "scale": std if std > 1e-6 else 1.0}
