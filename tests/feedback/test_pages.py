@@ -103,3 +103,20 @@ def test_launch_form_errors_name_the_field(client, admin_user, tiny_models):
                             f"{prefix}-min_pairs": 1, f"{prefix}-next_batch_prompts": 2}, follow=True)
     assert b"PPO steps" in response.content
     assert not TrainingRound.objects.exists()
+
+
+def test_round_page_shows_every_ppo_step_metric(client, admin_user, tiny_models):
+    project = make_project(tiny_models, first_batch=0)
+    step = {"step": 1, "score": 0.123, "kl": 0.4567, "non_score_reward": -0.0091, "entropy": 1.234, "clipfrac": 0.071,
+            "approx_kl": 0.01234, "vf_loss": 2.5432, "vf_clipfrac": 0.382, "grad_norm": 3.217, "response_length": 41.5,
+            "eos_fraction": 0.38, "episodes_per_s": 0.44}
+    r = TrainingRound.objects.create(project=project, number=1, status="done", config={},
+                                     metrics={"ppo": [step], "reward_summary": {"eval_accuracy": 0.875, "eval_pairs": 8}})
+    client.force_login(admin_user)
+    html = client.get(reverse("feedback:round_detail", args=[r.pk])).content.decode()
+    for header in ("score", "KL", "non-score", "entropy", "clipfrac", "approx KL", "value loss", "value clipfrac",
+                   "grad norm", "length", "EOS", "episodes/s"):
+        assert f">{header}</th>" in html, header
+    for shown in ("0.123", "0.4567", "-0.0091", "1.234", "0.071", "0.01234", "2.5432", "0.382", "3.217", "41.5", "0.38",
+                  "0.44", "0.875"):
+        assert f">{shown}</" in html, shown
