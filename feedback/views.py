@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from feedback.charts import PPO_SERIES, REWARD_SERIES, metric_charts, round_history_charts
 from feedback.forms import RoundLaunchForm, SkipForm, VoteForm
 from feedback.models import Assignment, Comparison, Project, TrainingRound
 from feedback.selectors.checkpoints import active_policy
@@ -105,12 +106,14 @@ def annotate_skip(request, assignment_id: int):
 def studio(request):
     projects = []
     for project in Project.objects.all():
+        rounds = [(r, round_win_rate(r)) for r in rounds_for_project(project)[:20]]
         projects.append({
             "project": project,
             "counts": project_counts(project),
             "active_policy": active_policy(project),
             "running": running_round(project),
-            "rounds": [(r, round_win_rate(r)) for r in rounds_for_project(project)[:20]],
+            "rounds": rounds,
+            "charts": round_history_charts(rounds),
             "form": RoundLaunchForm(prefix=f"p{project.pk}"),
         })
     return render(request, "feedback/studio.html", {"projects": projects})
@@ -145,6 +148,8 @@ def round_detail(request, round_id: int):
         "round": training_round,
         "reward_steps": metrics.get("reward", []),
         "ppo_steps": metrics.get("ppo", []),
+        "ppo_charts": metric_charts(metrics.get("ppo", []), PPO_SERIES),
+        "reward_charts": metric_charts(metrics.get("reward", []), REWARD_SERIES),
         "reward_summary": metrics.get("reward_summary", {}),
         "ppo_summary": metrics.get("ppo_summary", {}),
         "win_rate": round_win_rate(training_round),
