@@ -2,6 +2,7 @@
 from django import forms
 
 from feedback.models import Vote
+from training.config import PPOConfig, RewardConfig
 
 SKIP_REASONS = [
     ("unclear", "unclear prompt"),
@@ -30,9 +31,11 @@ class SkipForm(forms.Form):
 class RoundLaunchForm(forms.Form):
     """The settings an admin usually changes when launching a round from the studio."""
 
-    ppo_steps = forms.IntegerField(min_value=1, max_value=1000, initial=6, label="PPO steps")
-    ppo_batch_size = forms.IntegerField(min_value=1, max_value=256, initial=8, label="Episodes per PPO step")
-    reward_epochs = forms.IntegerField(min_value=1, max_value=50, initial=8, label="Reward model epochs")
+    ppo_steps = forms.IntegerField(min_value=1, max_value=1000, initial=PPOConfig.steps, label="PPO steps")
+    ppo_batch_size = forms.IntegerField(min_value=1, max_value=256, initial=PPOConfig.batch_size,
+                                        label="Episodes per PPO step")
+    reward_epochs = forms.IntegerField(min_value=1, max_value=50, initial=RewardConfig.epochs,
+                                       label="Reward model epochs")
     min_pairs = forms.IntegerField(min_value=1, max_value=100000, initial=4, label="Minimum preference pairs")
     next_batch_prompts = forms.IntegerField(min_value=1, max_value=10000, initial=16, label="Prompts in the next batch")
 
@@ -40,7 +43,7 @@ class RoundLaunchForm(forms.Form):
         d = self.cleaned_data
         batch = d["ppo_batch_size"]
         return {
-            "ppo": {"steps": d["ppo_steps"], "batch_size": batch, "mini_batch_size": _largest_divisor_up_to(batch, 4)},
+            "ppo": {"steps": d["ppo_steps"], "batch_size": batch, "mini_batch_size": _largest_divisor_up_to(batch, PPOConfig.mini_batch_size)},
             "reward": {"epochs": d["reward_epochs"]},
             "min_pairs": d["min_pairs"],
             "next_batch_prompts": d["next_batch_prompts"],
