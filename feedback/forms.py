@@ -43,7 +43,8 @@ class RoundLaunchForm(forms.Form):
         d = self.cleaned_data
         batch = d["ppo_batch_size"]
         return {
-            "ppo": {"steps": d["ppo_steps"], "batch_size": batch, "mini_batch_size": _largest_divisor_up_to(batch, PPOConfig.mini_batch_size)},
+            "ppo": {"steps": d["ppo_steps"], "batch_size": batch,
+                    "mini_batch_size": _largest_divisor_up_to(batch, PPOConfig.mini_batch_size)},
             "reward": {"epochs": d["reward_epochs"]},
             "min_pairs": d["min_pairs"],
             "next_batch_prompts": d["next_batch_prompts"],

@@ -93,17 +93,18 @@ class PPOConfig:
     steps: int = 6
     """Rollout/update iterations; each samples `batch_size` prompts."""
     batch_size: int = 16
-    """Prompts (episodes) per rollout. Sampling 16 costs little more than sampling 8 on a
-    CPU, and the update costs the same per episode, so 16 with 2 epochs gives the same
-    gradient steps per second as 8 with 4, on twice the fresh samples (BENCHMARKS.md)."""
+    """Prompts (episodes) per rollout. On a CPU, sampling 16 costs little more than
+    sampling 8 and the update costs the same per episode: a step of 16 took ~36 s where
+    one of 8 took ~28 s with SmolLM2-135M, so twice the samples for 30 % more time
+    (BENCHMARKS.md)."""
     mini_batch_size: int = 4
     """Episodes per gradient step inside a PPO epoch."""
     ppo_epochs: int = 2
     """Passes over each rollout."""
     learning_rate: float = 3e-4
     """AdamW learning rate for the trainable weights (LoRA adapters and value head). 3e-4
-    suits LoRA (3e-5 barely moved the policy in a round); for full fine-tuning
-    (`use_lora` off) use ~1e-5."""
+    is what the simulated rounds of BENCHMARKS.md learned with (1e-3 was unstable); it
+    suits LoRA adapters. For full fine-tuning (`use_lora` off) use ~1e-5."""
     max_new_tokens: int = 48
     """Response length during rollouts."""
     temperature: float = 0.7

@@ -32,6 +32,11 @@ def _offset(hooks: Hooks, done: int, job_total: int) -> Hooks:
     return Hooks(report=report, should_stop=hooks.should_stop)
 
 
+def sample_params(config: GenerationConfig) -> dict:
+    """The sampling settings stored with each sample."""
+    return {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "top_p": config.top_p}
+
+
 def sample_store(*, prompt: Prompt, checkpoint: Checkpoint, response, params: dict) -> Sample:
     """One generated response (`training.generation.GeneratedSample`) as a row."""
     return Sample.objects.create(prompt=prompt, checkpoint=checkpoint, text=response.text,
@@ -78,7 +83,7 @@ def comparisons_generate(
         checkpoint_b.path, messages, config, _offset(hooks, len(prompts), total), model_and_tokenizer=loaded
     )
     hooks.check()
-    params = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "top_p": config.top_p}
+    params = sample_params(config)
     created = []
     with transaction.atomic():
         for prompt, ra, rb in zip(prompts, responses_a, responses_b):
@@ -88,7 +93,6 @@ def comparisons_generate(
                 sample_b=sample_store(prompt=prompt, checkpoint=checkpoint_b, response=rb, params=params),
             ))
     return created
-
 
 
 def comparisons_all_pairs(
@@ -117,8 +121,7 @@ def comparisons_all_pairs(
     repeated = [prompt.messages for prompt in prompts for _ in range(k)]
     samples = generate_responses(checkpoint.path, repeated, config, hooks, model_and_tokenizer=load_policy(checkpoint.path))
     hooks.check()
-    if params is None:
-        params = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "top_p": config.top_p}
+    params = sample_params(config) if params is None else params
     created = []
     with transaction.atomic():
         for i, prompt in enumerate(prompts):
