@@ -15,8 +15,8 @@ applies them, so PPO sees scores with mean 0 and std 1 on the policy's own respo
 as the N+ paper normalizes its reward model on SFT samples. Without it the scale is
 whatever the Bradley–Terry margins made it (std 3.3 after one simulated round): the
 value loss was 4.5 on PPO's first step instead of ~0.2, sharing one clipped gradient
-with the policy loss, and the same `kl_coef` would mean something different every round. The weights are left raw, so the next
-round's reward model starts from them.
+with the policy loss, and the same `kl_coef` would mean something different every
+round. The weights are left raw, so the next round's reward model starts from them.
 
 Records are plain dicts: {"prompt": [messages] | str, "chosen": str, "rejected": str,
 "margin": float (optional), "agreement": float (optional; weights the pair's loss)}. Ties and both-bad votes never reach this module: they
