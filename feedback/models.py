@@ -216,7 +216,49 @@ class Vote(models.Model):
         return f"{self.annotator} → {self.choice} on {self.comparison_id}"
 
 
-class TrainingRound(models.Model):
+class Run(models.Model):
+    """Background work with one lifecycle (services/runs.py): queued, claimed by a worker,
+    beating, reporting progress, cancellable, and ended done / failed / cancelled.
+
+    A subclass names its own statuses; `QUEUED`, `RUNNING_STATUSES` and `FINAL_STATUSES`
+    tell the lifecycle which are which.
+    """
+
+    QUEUED = "queued"
+    RUNNING_STATUSES: tuple = ()
+    FINAL_STATUSES: tuple = ()
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # Whether the reaper may queue a run again after its worker died (its steps repeat safely).
+    REQUEUE_SAFE = False
+
+    stage = models.CharField(max_length=40, blank=True, help_text="What the run is doing now.")
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker that runs it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="Last time its task was sent to the queue.")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker claimed it.")
+    timings = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.QUEUED or self.status in self.RUNNING_STATUSES
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+
+class TrainingRound(Run):
     """One pass of the loop: snapshot votes → reward model → PPO → checkpoint → next batch."""
 
     class Status(models.TextChoices):
@@ -226,11 +268,15 @@ class TrainingRound(models.Model):
         PPO = "ppo", "PPO"
         GENERATING = "generating", "generating next batch"
         DONE = "done", "done"
+        NEEDS_REVIEW = "needs_review", "needs review"
+        DISCARDED = "discarded", "discarded"
         FAILED = "failed", "failed"
         CANCELLED = "cancelled", "cancelled"
 
-    ACTIVE_STATUSES = (Status.QUEUED, Status.SNAPSHOT, Status.REWARD, Status.PPO, Status.GENERATING)
-    FINAL_STATUSES = (Status.DONE, Status.FAILED, Status.CANCELLED)
+    RUNNING_STATUSES = (Status.SNAPSHOT, Status.REWARD, Status.PPO, Status.GENERATING)
+    ACTIVE_STATUSES = (Status.QUEUED, *RUNNING_STATUSES)
+    # needs_review is final for the lifecycle (no worker holds it); staff then promote or discard.
+    FINAL_STATUSES = (Status.DONE, Status.NEEDS_REVIEW, Status.DISCARDED, Status.FAILED, Status.CANCELLED)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveIntegerField()
@@ -241,18 +287,12 @@ class TrainingRound(models.Model):
     reward_checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     policy_checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     metrics = models.JSONField(default=dict, blank=True)
-    progress_step = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    cancel_requested = models.BooleanField(default=False)
-    error = models.TextField(blank=True)
-    timings = models.JSONField(default=dict, blank=True)
     launched_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-number"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
         constraints = [
             models.UniqueConstraint(fields=["project", "number"], name="round_number_unique_per_project"),
             # Two rounds of one project at once would both train from the same parent and
@@ -267,12 +307,8 @@ class TrainingRound(models.Model):
     def __str__(self) -> str:
         return f"{self.project} round {self.number}"
 
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE_STATUSES
 
-
-class Job(models.Model):
+class Job(Run):
     """Background work other than rounds: a batch of comparisons, a generation, an export file."""
 
     class Kind(models.TextChoices):
@@ -292,18 +328,19 @@ class Job(models.Model):
     checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    progress_step = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    cancel_requested = models.BooleanField(default=False)
     result = models.JSONField(default=dict, blank=True)
     file_path = models.CharField(max_length=1000, blank=True)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+
+    RUNNING_STATUSES = (Status.RUNNING,)
+    FINAL_STATUSES = (Status.DONE, Status.FAILED, Status.CANCELLED)
+    # Batches and exports write their rows / file only at the very end, in one step.
+    REQUEUE_SAFE = True
 
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.status})"

@@ -14,4 +14,5 @@ urlpatterns = [
     path("studio/projects/<int:project_id>/rounds/", views.studio_round_launch, name="round_launch"),
     path("studio/rounds/<int:round_id>/", views.round_detail, name="round_detail"),
     path("studio/rounds/<int:round_id>/cancel/", views.round_cancel_view, name="round_cancel"),
+    path("studio/rounds/<int:round_id>/retry/", views.round_retry_view, name="round_retry"),
 ]

@@ -14,7 +14,8 @@ from feedback.selectors.checkpoints import active_policy
 from feedback.selectors.progress import annotator_progress, project_counts
 from feedback.selectors.rounds import round_win_rate, rounds_for_project, running_round
 from feedback.services.assignment import assignment_next, assignment_skip
-from feedback.services.rounds import RoundError, round_cancel, round_launch
+from feedback.services.rounds import RoundError, round_cancel, round_launch, round_retry
+from feedback.services.runs import QueueUnavailable, reap_quietly
 from feedback.services.votes import VoteError, vote_submit
 
 
@@ -130,7 +131,7 @@ def studio_round_launch(request, project_id: int):
         return redirect("feedback:studio")
     try:
         training_round = round_launch(project=project, launched_by=request.user, config=form.round_config())
-    except RoundError as exc:
+    except (RoundError, QueueUnavailable) as exc:
         messages.error(request, f"Round not launched: {exc}")
         return redirect("feedback:studio")
     messages.success(request, f"Round {training_round.number} queued.")
@@ -139,6 +140,8 @@ def studio_round_launch(request, project_id: int):
 
 @staff_member_required
 def round_detail(request, round_id: int):
+    # A round whose worker died is ended here too, so the page never shows it running forever.
+    reap_quietly(project_id=get_object_or_404(TrainingRound, pk=round_id).project_id)
     training_round = get_object_or_404(
         TrainingRound.objects.select_related("project", "policy_checkpoint", "reward_checkpoint", "parent_policy"),
         pk=round_id,
@@ -153,7 +156,10 @@ def round_detail(request, round_id: int):
         "reward_summary": metrics.get("reward_summary", {}),
         "ppo_summary": metrics.get("ppo_summary", {}),
         "win_rate": round_win_rate(training_round),
-        "stages": [s for s in TrainingRound.Status if s not in (TrainingRound.Status.FAILED, TrainingRound.Status.CANCELLED)],
+        "stages": [s for s in TrainingRound.Status if s in (TrainingRound.Status.QUEUED, *TrainingRound.RUNNING_STATUSES,
+                                                           TrainingRound.Status.DONE)],
+        "can_retry": training_round.status in (TrainingRound.Status.FAILED, TrainingRound.Status.CANCELLED,
+                                               TrainingRound.Status.DISCARDED),
     })
 
 
@@ -164,3 +170,16 @@ def round_cancel_view(request, round_id: int):
     round_cancel(training_round=training_round)
     messages.info(request, f"Cancellation of round {training_round.number} requested.")
     return redirect("feedback:round_detail", round_id=training_round.pk)
+
+
+@staff_member_required
+@require_POST
+def round_retry_view(request, round_id: int):
+    training_round = get_object_or_404(TrainingRound, pk=round_id)
+    try:
+        new_round = round_retry(training_round=training_round, launched_by=request.user)
+    except (RoundError, QueueUnavailable) as exc:
+        messages.error(request, f"Round not retried: {exc}")
+        return redirect("feedback:round_detail", round_id=training_round.pk)
+    messages.success(request, f"Round {new_round.number} queued with the settings of round {training_round.number}.")
+    return redirect("feedback:round_detail", round_id=new_round.pk)

@@ -139,12 +139,36 @@ SPECTACULAR_SETTINGS = {
 # Request bodies beyond this are refused before parsing (imports say so clearly).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RLHF_MAX_UPLOAD_MB", 64, minimum=1) * 1024 * 1024
 
+# Upper bound on one round's wall time; the worker kills a task that overruns it.
+RLHF_ROUND_TIME_LIMIT_S = env_int("RLHF_ROUND_TIME_LIMIT_S", 3 * 3600, minimum=60)
+# Run lifecycle (services/runs.py): a running worker stamps its run every INTERVAL seconds;
+# a run with no stamp for STALE seconds has lost its worker and is reaped. A queued run whose
+# message is older than REQUEUE_AFTER is sent again (the broker may have lost it).
+RLHF_HEARTBEAT_INTERVAL_S = env_int("RLHF_HEARTBEAT_INTERVAL_S", 10, minimum=1)
+RLHF_HEARTBEAT_STALE_S = env_int("RLHF_HEARTBEAT_STALE_S", 60, minimum=2)
+RLHF_REQUEUE_AFTER_S = env_int("RLHF_REQUEUE_AFTER_S", 300, minimum=10)
+RLHF_RUN_MAX_ATTEMPTS = env_int("RLHF_RUN_MAX_ATTEMPTS", 3, minimum=1)
+
 # Celery: Redis when REDIS_URL is set, otherwise a broker that needs no server.
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = env_broker("REDIS_URL", DATA_DIR)
-# Round state lives in the database (TrainingRound), so task results are not stored.
+# Run state lives in the database (models.Run), so task results are not stored.
 CELERY_TASK_IGNORE_RESULT = True
+# Ack after the task ends: a worker killed mid-task leaves its message to be delivered again.
 CELERY_TASK_ACKS_LATE = True
+# ...and a pool child that dies (SIGKILL, OOM) puts its message back instead of acking it.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message at a time per process: a round holds the worker for minutes, so prefetched
+# messages would wait behind it instead of going to an idle worker.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+if CELERY_BROKER_URL.startswith(("redis", "rediss", "unix")):
+    # Redis redelivers an unacked message after this long: it must outlast the longest round,
+    # or a running round's message would be handed to a second worker.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": RLHF_ROUND_TIME_LIMIT_S + 3600}
+# A request that enqueues must not hang on a dead Redis: a few seconds, then 503.
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+# The reaper (services/runs.py) runs on every worker start and then on this schedule (`worker -B`).
+CELERY_BEAT_SCHEDULE = {"reap-runs": {"task": "feedback.reap_runs", "schedule": 30.0}}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "rlhf")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -160,5 +184,3 @@ LOGGING = {
     },
 }
 
-# Upper bound on one round's wall time; the worker kills a task that overruns it.
-RLHF_ROUND_TIME_LIMIT_S = env_int("RLHF_ROUND_TIME_LIMIT_S", 3 * 3600, minimum=60)

@@ -53,9 +53,9 @@ class RoundSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrainingRound
-        fields = ["id", "number", "status", "config", "snapshot", "parent_policy", "reward_checkpoint",
+        fields = ["id", "number", "status", "stage", "config", "snapshot", "parent_policy", "reward_checkpoint",
                   "policy_checkpoint", "metrics", "progress_step", "progress_total", "cancel_requested", "error",
-                  "timings", "created_at", "started_at", "finished_at"]
+                  "attempts", "heartbeat_at", "timings", "created_at", "started_at", "finished_at"]
 
 
 class RoundLaunchSerializer(serializers.Serializer):
@@ -112,8 +112,9 @@ class JobSerializer(serializers.ModelSerializer):
         from feedback.models import Job
 
         model = Job
-        fields = ["id", "kind", "project", "checkpoint", "params", "status", "progress_step", "progress_total",
-                  "cancel_requested", "result", "error", "created_at", "finished_at", "download"]
+        fields = ["id", "kind", "project", "checkpoint", "params", "status", "stage", "progress_step",
+                  "progress_total", "cancel_requested", "result", "error", "attempts", "heartbeat_at", "created_at",
+                  "started_at", "finished_at", "download"]
 
     def get_download(self, job) -> str | None:
         if job.kind == "export" and job.status == "done" and job.file_path:

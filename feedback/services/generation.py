@@ -1,5 +1,6 @@
 """Sampling responses from checkpoints and turning them into comparisons."""
 from itertools import combinations
+from typing import Callable
 
 from django.db import transaction
 
@@ -60,18 +61,23 @@ def comparisons_generate(
     training_round: TrainingRound | None = None,
     config: GenerationConfig | None = None,
     hooks: Hooks = NO_HOOKS,
+    finalize: Callable[[list[Comparison]], None] | None = None,
 ) -> list[Comparison]:
     """Sample one response per prompt from each checkpoint and pair them as comparisons.
 
     With the same checkpoint on both sides, it is sampled twice (the first batch). All
     rows are written in one transaction at the end: a cancelled or failed job leaves no
-    half batch behind.
+    half batch behind. `finalize(comparisons)` runs inside that transaction (a round marks
+    itself done there); if it raises, no row is kept.
     """
     from training.generation import generate_responses
     from training.models import load_policy
 
     config = config or generation_config(project)
     if not prompts:
+        with transaction.atomic():
+            if finalize is not None:
+                finalize([])
         return []
     messages = [p.messages for p in prompts]
     total = 2 * len(prompts)
@@ -92,6 +98,8 @@ def comparisons_generate(
                 sample_a=sample_store(prompt=prompt, checkpoint=checkpoint_a, response=ra, params=params),
                 sample_b=sample_store(prompt=prompt, checkpoint=checkpoint_b, response=rb, params=params),
             ))
+        if finalize is not None:
+            finalize(created)
     return created
 
 

@@ -1,14 +1,14 @@
 """Background jobs besides rounds: comparison batches, generation for a checkpoint, export files.
 
-Like rounds, a job's row records what happened; the worker claims it with a conditional
-update, so a duplicated task runs it once.
+Jobs share the run lifecycle of services/runs.py with rounds (claim, heartbeat, cancel,
+reaping). Each kind writes its output only at its very end, in one step, so a job whose
+worker died is simply queued again.
 """
 import logging
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
-from django.utils import timezone
 
 from feedback.models import Checkpoint, Job, Project, Prompt
 from feedback.selectors.checkpoints import active_policy
@@ -17,7 +17,8 @@ from feedback.services.errors import FieldError, int_in_range
 from feedback.services.exports import export_options, export_lines_for, jsonl_chunks
 from feedback.services.generation import comparisons_all_pairs, generation_config, prompts_for_batch
 from training.config import ConfigError
-from training.progress import Cancelled, Hooks
+from feedback.services.runs import RunProgress, run_cancel, run_enqueue, run_execute
+from training.progress import Hooks
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,7 @@ class JobError(FieldError):
 
 
 def _enqueue(job: Job) -> Job:
-    from feedback.tasks import run_job
-
-    transaction.on_commit(lambda: run_job.delay(job.pk))
-    return job
+    return run_enqueue(job)
 
 
 def batch_params(project: Project, data: dict) -> dict:
@@ -128,39 +126,20 @@ def job_export_create(*, project: Project, params: dict, user: AbstractUser | No
 
 
 def job_cancel(*, job: Job) -> Job:
-    Job.objects.filter(pk=job.pk, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(cancel_requested=True)
-    Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(status=Job.Status.CANCELLED, finished_at=timezone.now())
-    job.refresh_from_db()
-    return job
+    """Ask a job to stop: a queued one, or one whose worker is gone, ends at once."""
+    return run_cancel(job)
 
 
 def job_execute(job_id: int) -> Job | None:
     """Run a queued job (called by the worker; a second call does nothing)."""
-    if not Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=False).update(status=Job.Status.RUNNING):
-        logger.info("job %s: not queued any more (another worker got there first, or it was cancelled)", job_id)
-        return None
-    job = Job.objects.select_related("project", "checkpoint").get(pk=job_id)
+    return run_execute(Job, job_id, first_status=Job.Status.RUNNING, body=_job_body)
 
-    def report(*, stage, step, total, metrics=None):
-        Job.objects.filter(pk=job_id).update(progress_step=step, progress_total=total)
 
-    hooks = Hooks(report=report, should_stop=lambda: Job.objects.filter(pk=job_id, cancel_requested=True).exists())
-    try:
-        if job.kind == Job.Kind.BATCH:
-            result = _run_batch(job, hooks)
-        elif job.kind == Job.Kind.GENERATE:
-            result = {"responses": generate_now(job.checkpoint, job.params, hooks)}
-        else:
-            result = _run_export(job, hooks)
-        Job.objects.filter(pk=job_id).update(status=Job.Status.DONE, result=result, finished_at=timezone.now())
-    except Cancelled:
-        Job.objects.filter(pk=job_id).update(status=Job.Status.CANCELLED, finished_at=timezone.now())
-    except Exception as exc:  # recorded on the job; the worker goes on
-        logger.exception("job %s failed", job_id)
-        Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, error=f"{type(exc).__name__}: {exc}",
-                                             finished_at=timezone.now())
-    job.refresh_from_db()
-    return job
+def _job_body(job: Job, progress: RunProgress) -> dict:
+    job = Job.objects.select_related("project", "checkpoint").get(pk=job.pk)
+    hooks = progress.hooks()
+    runner = JOB_RUNNERS[job.kind]
+    return {"result": runner(job, hooks)}
 
 
 def _run_batch(job: Job, hooks: Hooks) -> dict:
@@ -194,3 +173,15 @@ def _run_export(job: Job, hooks: Hooks) -> dict:
     tmp.rename(final)
     Job.objects.filter(pk=job.pk).update(file_path=str(final))
     return {"rows": rows, "bytes": final.stat().st_size}
+
+
+def _run_generate(job: Job, hooks: Hooks) -> dict:
+    return {"responses": generate_now(job.checkpoint, job.params, hooks)}
+
+
+# What each kind of job does; a new kind of background work is a function here.
+JOB_RUNNERS = {
+    Job.Kind.BATCH: _run_batch,
+    Job.Kind.GENERATE: _run_generate,
+    Job.Kind.EXPORT: _run_export,
+}

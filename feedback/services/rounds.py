@@ -1,12 +1,13 @@
 """Training rounds: launch, cancel, and the loop itself (run by a Celery worker).
 
 A round moves queued → snapshot → reward → ppo → generating → done, or ends failed
-(with the error) or cancelled. Its row is the record of what happened: a retried or
-duplicated task finds the round already claimed and does nothing.
+(with the error) or cancelled. Its lifecycle (claim, heartbeat, cancel, reaping) is the
+one of every run, in services/runs.py. Its new policy is registered after PPO but becomes
+the active policy only in the transaction that stores the next batch and marks it done,
+so a round that fails or is cancelled never leaves its policy live.
 """
 import logging
 import time
-import traceback
 from dataclasses import asdict
 
 from django.contrib.auth.models import AbstractUser
@@ -17,12 +18,15 @@ from django.utils import timezone
 from feedback.models import Checkpoint, Project, TrainingRound
 from feedback.selectors.checkpoints import active_policy, latest_reward_model, reference_policy
 from feedback.services import exports
-from feedback.services.checkpoints import checkpoint_register
+from feedback.services.checkpoints import checkpoint_activate, checkpoint_register
 from feedback.services.errors import FieldError, int_in_range
 from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
 from feedback.services.model_paths import checkpoint_dir, reward_base_path
 from training.config import ConfigError, PPOConfig, RewardConfig, config_from_dict
-from training.progress import Cancelled, Hooks
+from feedback.services.runs import (
+    RunLost, RunProgress, reap_quietly, run_cancel, run_enqueue, run_execute, run_finish, run_set_stage,
+)
+from training.progress import Cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -60,78 +64,63 @@ def round_config_resolve(project: Project, config: dict | None) -> dict:
 
 
 def round_launch(*, project: Project, launched_by: AbstractUser | None = None, config: dict | None = None) -> TrainingRound:
-    """Queue a new round for `project`; the worker picks it up once the transaction commits."""
+    """Queue a new round for `project`; its task is sent once the row is committed.
+
+    Raises QueueUnavailable (→ 503) when the broker refuses the task; the row is then gone.
+    """
     resolved = round_config_resolve(project, config)
     if active_policy(project) is None:
         raise RoundError("project", "has no active policy checkpoint yet; run the set-up first")
+    # A round whose worker died must not block this launch with "already running".
+    reap_quietly(project_id=project.pk)
     try:
         with transaction.atomic():
             number = (TrainingRound.objects.filter(project=project).aggregate(m=Max("number"))["m"] or 0) + 1
             training_round = TrainingRound.objects.create(
                 project=project, number=number, config=resolved, launched_by=launched_by,
             )
-            from feedback.tasks import run_training_round
-
-            transaction.on_commit(lambda: run_training_round.delay(training_round.pk))
+            run_enqueue(training_round)
     except IntegrityError:
         raise RoundError("project", "a round is already running for this project; wait for it or cancel it") from None
     return training_round
 
 
+def round_retry(*, training_round: TrainingRound, launched_by: AbstractUser | None = None) -> TrainingRound:
+    """Launch a new round with the settings of a failed, cancelled or discarded one."""
+    if training_round.status not in (TrainingRound.Status.FAILED, TrainingRound.Status.CANCELLED,
+                                     TrainingRound.Status.DISCARDED):
+        raise RoundError("status", f"only a failed, cancelled or discarded round can be retried, not {training_round.status}")
+    config = {k: v for k, v in (training_round.config or {}).items() if k != "aggregation"}
+    return round_launch(project=training_round.project, launched_by=launched_by, config=config)
+
+
 def round_cancel(*, training_round: TrainingRound) -> TrainingRound:
-    """Ask a round to stop. A queued round stops at once; a running one at its next step."""
-    TrainingRound.objects.filter(pk=training_round.pk, status__in=TrainingRound.ACTIVE_STATUSES).update(
-        cancel_requested=True
-    )
-    TrainingRound.objects.filter(pk=training_round.pk, status=TrainingRound.Status.QUEUED).update(
-        status=TrainingRound.Status.CANCELLED, finished_at=timezone.now(), error="cancelled before it started"
-    )
-    training_round.refresh_from_db()
-    return training_round
+    """Ask a round to stop. A queued round, or one whose worker is gone, stops at once; a running one at its next step."""
+    return run_cancel(training_round)
 
 
-class _RoundProgress:
-    """Writes a running round's stage, progress and per-step metrics to its row."""
-
-    def __init__(self, round_id: int, metrics: dict):
-        self.round_id = round_id
-        self.metrics = metrics
-        self._last_write = 0.0
-
-    def __call__(self, *, stage: str, step: int, total: int, metrics: dict | None = None) -> None:
-        if metrics is not None:
-            self.metrics.setdefault(stage, []).append(metrics)
-        now = time.monotonic()
-        # Per-step metrics are always written; bare progress ticks at most twice a second.
-        if metrics is None and step not in (0, total) and now - self._last_write < 0.5:
-            return
-        self._last_write = now
-        # update() touches only these columns: cancel_requested is the web's to write.
-        TrainingRound.objects.filter(pk=self.round_id).update(
-            progress_step=step, progress_total=total, metrics=self.metrics
-        )
-
-    def should_stop(self) -> bool:
-        return TrainingRound.objects.filter(pk=self.round_id, cancel_requested=True).exists()
-
-
-def _set_status(round_id: int, status: str, **fields) -> None:
-    TrainingRound.objects.filter(pk=round_id).update(status=status, progress_step=0, progress_total=0, **fields)
+def round_rollback_unfinished(training_round: TrainingRound) -> None:
+    """A round that did not finish must not leave its policy active: the parent becomes active again."""
+    policy = training_round.policy_checkpoint
+    if policy is None or not Checkpoint.objects.filter(pk=policy.pk, is_active=True).exists():
+        return
+    if training_round.parent_policy is not None:
+        checkpoint_activate(checkpoint=training_round.parent_policy)
+    logger.warning("round %s ended unfinished: its policy %s is no longer active", training_round.pk, policy.pk)
 
 
 def round_execute(round_id: int) -> TrainingRound | None:
-    """Run a queued round to the end. Called by the worker; safe to call twice."""
-    claimed = TrainingRound.objects.filter(
-        pk=round_id, status=TrainingRound.Status.QUEUED, cancel_requested=False
-    ).update(status=TrainingRound.Status.SNAPSHOT, started_at=timezone.now())
-    if not claimed:
-        logger.info("round %s: not queued any more (another worker got there first, or it was cancelled)", round_id)
-        return None
-    training_round = TrainingRound.objects.select_related("project").get(pk=round_id)
-    project = training_round.project
+    """Run a queued round to the end. Called by the worker; a second call does nothing."""
     metrics: dict = {}
-    progress = _RoundProgress(round_id, metrics)
-    hooks = Hooks(report=progress, should_stop=progress.should_stop)
+    return run_execute(TrainingRound, round_id, first_status=TrainingRound.Status.SNAPSHOT,
+                       body=lambda run, progress: _round_body(run, progress, metrics), metrics=metrics)
+
+
+def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: dict) -> dict:
+    """The round's stages; returns the fields of its final status (see runs.run_execute)."""
+    project = training_round.project
+    round_id = training_round.pk
+    hooks = progress.hooks()
     timings: dict = {}
     stage_started = time.monotonic()
 
@@ -140,78 +129,82 @@ def round_execute(round_id: int) -> TrainingRound | None:
         now = time.monotonic()
         timings[training_round.status] = round(now - stage_started, 2)
         stage_started = now
-        training_round.status = status
-        _set_status(round_id, status, timings=timings, **fields)
+        run_set_stage(training_round, status, timings=timings, **fields)
 
-    try:
-        config = training_round.config
-        parent = active_policy(project)
-        reference = reference_policy(project)
-        if parent is None or reference is None:
-            raise RoundError("project", "has no active policy checkpoint")
-        records, snapshot = exports.preference_snapshot(project)
-        TrainingRound.objects.filter(pk=round_id).update(snapshot=snapshot, parent_policy=parent)
-        if len(records) < config["min_pairs"]:
-            raise RoundError(
-                "votes",
-                f"only {len(records)} preference pair(s) so far; this round needs at least {config['min_pairs']} "
-                "(votes for A or B; ties and both-bad do not count)",
-            )
-        hooks.check()
-
-        next_stage(TrainingRound.Status.REWARD)
-        from training.reward import train_reward_model
-
-        previous_reward = latest_reward_model(project)
-        reward_init = previous_reward.path if previous_reward else str(reward_base_path(project))
-        reward_path = checkpoint_dir(project, f"round-{training_round.number:03d}-reward")
-        reward_result = train_reward_model(
-            records, reward_init, reward_path, config_from_dict(RewardConfig, config["reward"]), hooks,
-            manifest={"round": training_round.number, "snapshot": snapshot},
+    config = training_round.config
+    parent = active_policy(project)
+    reference = reference_policy(project)
+    if parent is None or reference is None:
+        raise RoundError("project", "has no active policy checkpoint")
+    records, snapshot = exports.preference_snapshot(project)
+    TrainingRound.objects.filter(pk=round_id).update(snapshot=snapshot, parent_policy=parent)
+    training_round.parent_policy = parent
+    if len(records) < config["min_pairs"]:
+        raise RoundError(
+            "votes",
+            f"only {len(records)} preference pair(s) so far; this round needs at least {config['min_pairs']} "
+            "(votes for A or B; ties and both-bad do not count)",
         )
-        reward_ckpt = checkpoint_register(
-            project=project, kind=Checkpoint.Kind.REWARD, path=reward_path, name=f"reward r{training_round.number}",
-            parent=previous_reward, produced_by=training_round, metrics=reward_result["summary"],
-        )
-        metrics["reward_summary"] = reward_result["summary"]
-        TrainingRound.objects.filter(pk=round_id).update(reward_checkpoint=reward_ckpt, metrics=metrics)
+    hooks.check()
 
-        next_stage(TrainingRound.Status.PPO)
-        from training.ppo import train_ppo
+    next_stage(TrainingRound.Status.REWARD)
+    from training.reward import train_reward_model
 
-        policy_path = checkpoint_dir(project, f"round-{training_round.number:03d}-policy")
-        ppo_result = train_ppo(
-            parent.path, reference.path, reward_ckpt.path, exports.train_prompts(project), policy_path,
-            config_from_dict(PPOConfig, config["ppo"]), hooks,
-            manifest={"round": training_round.number, "parent_sha256": parent.sha256},
-        )
-        metrics["ppo_summary"] = ppo_result["summary"]
-        hooks.check()
-        policy_ckpt = checkpoint_register(
-            project=project, kind=Checkpoint.Kind.POLICY, path=policy_path, name=f"round {training_round.number}",
-            parent=parent, produced_by=training_round, metrics=ppo_result["summary"], activate=True,
-        )
-        TrainingRound.objects.filter(pk=round_id).update(policy_checkpoint=policy_ckpt, metrics=metrics)
+    previous_reward = latest_reward_model(project)
+    reward_init = previous_reward.path if previous_reward else str(reward_base_path(project))
+    reward_path = checkpoint_dir(project, f"round-{training_round.number:03d}-reward")
+    reward_result = train_reward_model(
+        records, reward_init, reward_path, config_from_dict(RewardConfig, config["reward"]), hooks,
+        manifest={"round": training_round.number, "snapshot": snapshot},
+    )
+    reward_ckpt = checkpoint_register(
+        project=project, kind=Checkpoint.Kind.REWARD, path=reward_path, name=f"reward r{training_round.number}",
+        parent=previous_reward, produced_by=training_round, metrics=reward_result["summary"],
+    )
+    metrics["reward_summary"] = reward_result["summary"]
+    TrainingRound.objects.filter(pk=round_id).update(reward_checkpoint=reward_ckpt, metrics=metrics)
 
-        next_stage(TrainingRound.Status.GENERATING)
-        from training.config import GenerationConfig
+    next_stage(TrainingRound.Status.PPO)
+    from training.ppo import train_ppo
 
-        comparisons = comparisons_generate(
-            project=project,
-            prompts=prompts_for_batch(project, config["next_batch_prompts"]),
-            checkpoint_a=policy_ckpt, checkpoint_b=parent, batch=training_round.number,
-            training_round=training_round, config=GenerationConfig(**config["generation"]), hooks=hooks,
-        )
+    policy_path = checkpoint_dir(project, f"round-{training_round.number:03d}-policy")
+    ppo_result = train_ppo(
+        parent.path, reference.path, reward_ckpt.path, exports.train_prompts(project), policy_path,
+        config_from_dict(PPOConfig, config["ppo"]), hooks,
+        manifest={"round": training_round.number, "parent_sha256": parent.sha256},
+    )
+    metrics["ppo_summary"] = ppo_result["summary"]
+    hooks.check()
+    # Registered, not active: the policy goes live only in the transaction that ends the round.
+    policy_ckpt = checkpoint_register(
+        project=project, kind=Checkpoint.Kind.POLICY, path=policy_path, name=f"round {training_round.number}",
+        parent=parent, produced_by=training_round, metrics=ppo_result["summary"],
+    )
+    training_round.policy_checkpoint = policy_ckpt
+    TrainingRound.objects.filter(pk=round_id).update(policy_checkpoint=policy_ckpt, metrics=metrics)
+
+    next_stage(TrainingRound.Status.GENERATING)
+    from training.config import GenerationConfig
+
+    def complete(comparisons: list) -> None:
+        # In the transaction that stores the next batch: lock the round, make sure it is
+        # still ours and not cancelled, then activate its policy and mark it done together.
+        locked = TrainingRound.objects.select_for_update().get(pk=round_id)
+        if locked.status != TrainingRound.Status.GENERATING or locked.claimed_by != training_round.claimed_by:
+            raise RunLost(f"round {round_id} was ended by someone else ({locked.status})")
+        if locked.cancel_requested:
+            raise Cancelled("cancelled on request")
+        checkpoint_activate(checkpoint=policy_ckpt)
         metrics["next_batch"] = {"comparisons": len(comparisons)}
-        next_stage(TrainingRound.Status.DONE, finished_at=timezone.now(), metrics=metrics)
-    except Cancelled:
-        next_stage(TrainingRound.Status.CANCELLED, finished_at=timezone.now(), error="cancelled on request")
-    except Exception as exc:  # the round records any failure; the worker itself goes on
-        logger.exception("round %s failed", round_id)
-        message = str(exc) if isinstance(exc, RoundError) else f"{type(exc).__name__}: {exc}"
-        next_stage(
-            TrainingRound.Status.FAILED, finished_at=timezone.now(), error=message,
-            metrics={**metrics, "traceback": traceback.format_exc()[-4000:]},
-        )
-    training_round.refresh_from_db()
-    return training_round
+        timings[TrainingRound.Status.GENERATING] = round(time.monotonic() - stage_started, 2)
+        if not run_finish(training_round, TrainingRound.Status.DONE, metrics=metrics, timings=timings):
+            raise RunLost(f"round {round_id} is no longer this worker's")
+
+    comparisons_generate(
+        project=project,
+        prompts=prompts_for_batch(project, config["next_batch_prompts"]),
+        checkpoint_a=policy_ckpt, checkpoint_b=parent, batch=training_round.number,
+        training_round=training_round, config=GenerationConfig(**config["generation"]), hooks=hooks,
+        finalize=complete,
+    )
+    return None  # complete() ended the round
