@@ -58,18 +58,33 @@ def admin_user(django_user_model):
     return django_user_model.objects.create_user(username="root", password="root-pw-123", is_staff=True, is_superuser=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def celery_app():
+    """Tasks go to this run's own queue (Redis when REDIS_URL is set, else in memory).
+
+    pytest-django loads the settings before this file sets CELERY_QUEUE, so the app is
+    pointed at the run's queue here, for every test: a task sent without a worker fixture
+    must not land in a queue a real worker (the demo's) reads.
+    """
+    from rlhf_site.celery import app
+
+    # The app reads Django's settings under the CELERY_ namespace, and those names win over
+    # the plain ones: set them, or the change is silently ignored.
+    app.conf.update(
+        CELERY_BROKER_URL=os.environ.get("REDIS_URL") or "memory://",
+        CELERY_BROKER_TRANSPORT_OPTIONS={},
+        CELERY_TASK_DEFAULT_QUEUE=os.environ["CELERY_QUEUE"],
+    )
+    assert app.conf.task_default_queue == os.environ["CELERY_QUEUE"]
+    return app
+
+
 @pytest.fixture
-def celery_worker():
+def celery_worker(celery_app):
     """A real Celery worker thread consuming this run's queue (Redis when REDIS_URL is set)."""
     from celery.contrib.testing.worker import start_worker
 
-    from rlhf_site.celery import app
-
-    app.conf.update(
-        broker_url=os.environ.get("REDIS_URL") or "memory://",
-        broker_transport_options={},
-        task_default_queue=os.environ["CELERY_QUEUE"],
-    )
+    app = celery_app
     with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING",
                       shutdown_timeout=30) as worker:
         yield worker
