@@ -215,3 +215,10 @@ def round_execute(round_id: int) -> TrainingRound | None:
         )
     training_round.refresh_from_db()
     return training_round
+
+
+def round_retry(*, training_round: TrainingRound, launched_by: AbstractUser | None = None) -> TrainingRound:
+    """Launch a new round with the settings a failed or cancelled round was launched with."""
+    if training_round.status not in (TrainingRound.Status.FAILED, TrainingRound.Status.CANCELLED):
+        raise RoundError("round", f"is {training_round.get_status_display()}; only a failed or cancelled round can be retried")
+    return round_launch(project=training_round.project, launched_by=launched_by, config=training_round.config)
