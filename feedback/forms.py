@@ -71,16 +71,20 @@ ROUND_TOP_LEVEL = [
 
 
 def _setting_field(f, default, help_text: str) -> forms.Field:
-    """A form field for one config dataclass field, typed after it, its default shown."""
+    """A form field for one config dataclass field, typed after it, its default shown.
+
+    None is optional: a setting left empty (or not sent) keeps its default.
+    """
     shown = "none" if default is None else default
     help_text = f"{help_text} Default: {shown}."
     if f.type is bool:
-        return forms.BooleanField(required=False, initial=default, help_text=help_text)
-    if f.type is int:
-        return forms.IntegerField(initial=default, help_text=help_text)
+        # yes/no rather than a checkbox, so that "not sent" (default) differs from "no"
+        return forms.TypedChoiceField(choices=[("true", "yes"), ("false", "no")], coerce=lambda v: v == "true",
+                                      required=False, empty_value=None, initial="true" if default else "false",
+                                      help_text=help_text)
     if f.type is float:
-        return forms.FloatField(initial=default, help_text=help_text)
-    # `int | None` (a seed): empty means None
+        return forms.FloatField(required=False, initial=default, help_text=help_text)
+    # int, and `int | None` (a seed)
     return forms.IntegerField(required=False, initial=default, help_text=help_text)
 
 
@@ -98,7 +102,7 @@ class RoundSettingsForm(forms.Form):
         from feedback.services.rounds import ROUND_DEFAULTS
 
         for name, label, help_text in ROUND_TOP_LEVEL:
-            self.fields[name] = forms.IntegerField(label=label, initial=ROUND_DEFAULTS[name],
+            self.fields[name] = forms.IntegerField(label=label, initial=ROUND_DEFAULTS[name], required=False,
                                                    help_text=f"{help_text} Default: {ROUND_DEFAULTS[name]}.")
         project_generation = asdict(generation_config(project)) if project is not None else {}
         self.sections = []
@@ -125,6 +129,8 @@ class RoundSettingsForm(forms.Form):
         """The cleaned values as round_launch takes them."""
         config: dict = {}
         for name, value in self.cleaned_data.items():
+            if value is None:
+                continue
             if "__" in name:
                 section, key = name.split("__", 1)
                 config.setdefault(section, {})[key] = value
