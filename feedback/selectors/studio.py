@@ -139,6 +139,7 @@ def round_status(training_round: TrainingRound, *, now=None) -> dict:
         "error": r.error,
         "snapshot": {k: (r.snapshot or {}).get(k) for k in ("votes", "pairs", "sha256")},
         "policy_checkpoint": r.policy_checkpoint.name if r.policy_checkpoint_id else None,
+        "parent_policy": r.parent_policy.name if r.parent_policy_id else None,
         "charts": {
             "reward": _series(metrics.get("reward") or [], REWARD_SERIES),
             "ppo": _series(metrics.get("ppo") or [], PPO_SERIES),

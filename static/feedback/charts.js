@@ -19,7 +19,7 @@
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: false } },
-      axes: [{ size: 28 }, { size: 52, values: function (u, vals) { return vals.map(fmt); } }],
+      axes: [{ size: 28 }, { size: 64, values: function (u, vals) { return vals.map(fmt); } }],
       series: [
         { label: "step", value: function (u, v) { return v === null ? "—" : String(v); } },
         { label: title, stroke: "#2f5bea", width: 1.5, spanGaps: false, value: function (u, v) { return fmt(v); } },

@@ -44,6 +44,7 @@
     text("round-votes", st.snapshot.votes);
     text("round-pairs", st.snapshot.pairs);
     text("round-new-policy", st.policy_checkpoint);
+    text("round-parent-policy", st.parent_policy);
 
     var latest = $("round-latest");
     latest.replaceChildren();
