@@ -1,9 +1,11 @@
-"""Small line charts drawn on the server as inline SVG: no JavaScript, no chart library.
+"""Small line charts drawn on the server as inline SVG, which static/feedback/charts.js
+turns into uPlot charts with values on hover when scripts run.
 
 A chart is a title, the polyline's points in a fixed viewBox, and the figures a reader
 needs beside the line (first, last, min, max, count). Non-finite and missing values are
 skipped, so a metric that was not reported leaves a gap rather than a broken chart.
 """
+import json
 import math
 from dataclasses import dataclass
 
@@ -21,6 +23,12 @@ class LineChart:
     count: int
     width: int = WIDTH
     height: int = HEIGHT
+    values: tuple = ()
+
+    @property
+    def data_json(self) -> str:
+        """Title and values for charts.js (a data- attribute: no inline script)."""
+        return json.dumps({"title": self.title, "y": list(self.values)})
 
     @property
     def description(self) -> str:
@@ -46,7 +54,7 @@ def line_chart(title: str, values, *, width: int = WIDTH, height: int = HEIGHT) 
     points = " ".join(
         f"{PAD + i * step:.1f},{height - PAD - (y - low) / span * (height - 2 * PAD):.1f}" for i, y in enumerate(ys)
     )
-    return LineChart(title, points, ys[0], ys[-1], low, high, len(ys), width, height)
+    return LineChart(title, points, ys[0], ys[-1], low, high, len(ys), width, height, tuple(ys))
 
 
 def metric_charts(rows: list[dict], series: list[tuple[str, str]]) -> list[LineChart]:

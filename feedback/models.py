@@ -99,6 +99,30 @@ class Checkpoint(models.Model):
         return f"{self.project} · {self.kind} · {self.name}"
 
 
+class CheckpointEvent(models.Model):
+    """A change of a project's active policy made by hand: a promotion or a rollback, and why."""
+
+    class Action(models.TextChoices):
+        PROMOTE = "promote", "promoted"
+        ROLLBACK = "rollback", "rolled back to"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="checkpoint_events")
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="events",
+                                   help_text="The policy made active.")
+    previous = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                 help_text="The policy that was active before.")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    reason = models.TextField(blank=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.checkpoint.name}"
+
+
 class Sample(models.Model):
     """One response to a prompt, from a checkpoint of ours or an external model."""
 

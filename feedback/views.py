@@ -7,15 +7,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from feedback.charts import PPO_SERIES, REWARD_SERIES, metric_charts, round_history_charts
+from feedback.charts import round_history_charts
 from feedback.forms import RoundLaunchForm, SkipForm, VoteForm
-from feedback.models import Assignment, Comparison, Project, TrainingRound
+from feedback.models import Assignment, Comparison, Project
 from feedback.selectors.checkpoints import active_policy
 from feedback.selectors.progress import annotator_progress, project_counts
 from feedback.selectors.rounds import round_win_rate, rounds_for_project, running_round
 from feedback.services.assignment import assignment_next, assignment_skip
-from feedback.services.rounds import RoundError, round_cancel, round_launch, round_retry
-from feedback.services.runs import QueueUnavailable, reap_quietly
+from feedback.services.rounds import RoundError, round_launch
+from feedback.services.runs import QueueUnavailable
 from feedback.services.votes import VoteError, vote_submit
 
 
@@ -137,49 +137,3 @@ def studio_round_launch(request, project_id: int):
     messages.success(request, f"Round {training_round.number} queued.")
     return redirect("feedback:round_detail", round_id=training_round.pk)
 
-
-@staff_member_required
-def round_detail(request, round_id: int):
-    # A round whose worker died is ended here too, so the page never shows it running forever.
-    reap_quietly(project_id=get_object_or_404(TrainingRound, pk=round_id).project_id)
-    training_round = get_object_or_404(
-        TrainingRound.objects.select_related("project", "policy_checkpoint", "reward_checkpoint", "parent_policy"),
-        pk=round_id,
-    )
-    metrics = training_round.metrics or {}
-    return render(request, "feedback/round_detail.html", {
-        "round": training_round,
-        "reward_steps": metrics.get("reward", []),
-        "ppo_steps": metrics.get("ppo", []),
-        "ppo_charts": metric_charts(metrics.get("ppo", []), PPO_SERIES),
-        "reward_charts": metric_charts(metrics.get("reward", []), REWARD_SERIES),
-        "reward_summary": metrics.get("reward_summary", {}),
-        "ppo_summary": metrics.get("ppo_summary", {}),
-        "win_rate": round_win_rate(training_round),
-        "stages": [s for s in TrainingRound.Status if s in (TrainingRound.Status.QUEUED, *TrainingRound.RUNNING_STATUSES,
-                                                           TrainingRound.Status.DONE)],
-        "can_retry": training_round.status in (TrainingRound.Status.FAILED, TrainingRound.Status.CANCELLED,
-                                               TrainingRound.Status.DISCARDED),
-    })
-
-
-@staff_member_required
-@require_POST
-def round_cancel_view(request, round_id: int):
-    training_round = get_object_or_404(TrainingRound, pk=round_id)
-    round_cancel(training_round=training_round)
-    messages.info(request, f"Cancellation of round {training_round.number} requested.")
-    return redirect("feedback:round_detail", round_id=training_round.pk)
-
-
-@staff_member_required
-@require_POST
-def round_retry_view(request, round_id: int):
-    training_round = get_object_or_404(TrainingRound, pk=round_id)
-    try:
-        new_round = round_retry(training_round=training_round, launched_by=request.user)
-    except (RoundError, QueueUnavailable) as exc:
-        messages.error(request, f"Round not retried: {exc}")
-        return redirect("feedback:round_detail", round_id=training_round.pk)
-    messages.success(request, f"Round {new_round.number} queued with the settings of round {training_round.number}.")
-    return redirect("feedback:round_detail", round_id=new_round.pk)

@@ -177,3 +177,23 @@ def config_from_dict(cls, data: dict | None):
 def config_to_dict(config) -> dict:
     return asdict(config)
 
+
+
+def field_help(cls) -> dict[str, str]:
+    """Each field's docstring (the string literal under it in the class body), by field name.
+
+    The docstrings are the one place a setting is explained; the studio's launch form
+    shows them as help text rather than keeping a second copy.
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    help_texts = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            help_texts[node.target.id] = " ".join(after.value.value.split())
+    return help_texts

@@ -129,3 +129,83 @@ def generate_responses(
             results.append(GeneratedSample(text=text, token_count=int(row_mask.sum()), finished=bool(end)))
         hooks.progress("generating", len(results), total)
     return results
+
+
+@dataclass
+class StreamChunk:
+    """A piece of a response being generated; the last one has `done` set and the totals."""
+
+    text: str
+    done: bool = False
+    full_text: str = ""
+    """On the last chunk: the whole response, stripped as generate_responses() strips it."""
+    token_count: int = 0
+    finished: bool = False
+
+
+def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Mask everything outside the smallest set of tokens whose probability reaches `top_p`."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True)
+    cumulative = sorted_logits.softmax(-1).cumsum(-1)
+    # keep a token while the mass before it is below top_p, so the top token always stays
+    drop = (cumulative - sorted_logits.softmax(-1)) >= top_p
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+
+
+@torch.no_grad()
+def stream_response(
+    model, tokenizer, prompt: str | Messages, *, max_new_tokens: int, temperature: float,
+    top_p: float = 1.0, seed: int | None = None, should_stop=None,
+):
+    """Yield one sampled response to `prompt` piece by piece as its tokens are drawn.
+
+    Own token loop rather than `generate()` + `TextIteratorStreamer`: `generate()` samples
+    from torch's global RNG, so a seed would have to be set process-wide, which a web
+    thread must not do (two requests would reseed each other). Here a local
+    `torch.Generator` draws every token. Same sampling as `sample()`: temperature, nucleus
+    `top_p`, no top-k, at least one token before EOS. Pieces are decoded from the whole
+    response each time, so a character split over several tokens arrives whole.
+    """
+    generator = torch.Generator(device="cpu")
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    eos = eos_id(tokenizer)
+    enc = encode_prompts(tokenizer, [prompt])
+    input_ids, attention_mask = enc["input_ids"], enc["attention_mask"]
+    past = None
+    response: list[int] = []
+    sent = ""
+    finished = False
+    for _ in range(max_new_tokens):
+        if should_stop is not None and should_stop():
+            break
+        out = model(
+            input_ids=input_ids if past is None else input_ids[:, -1:],
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask)[:, -(1 if past is not None else input_ids.shape[1]):],
+            cache=past, use_cache=True,
+        )
+        past = out.cache
+        logits = out.logits[0, -1].float() / temperature
+        if not response:
+            logits[eos] = float("-inf")  # min_new_tokens=1, as in sample()
+        probs = _top_p_filter(logits, top_p).softmax(-1)
+        token = int(torch.multinomial(probs, 1, generator=generator))
+        response.append(token)
+        if token == eos:
+            finished = True
+            break
+        input_ids = torch.cat([input_ids, torch.tensor([[token]])], dim=1)
+        attention_mask = torch.cat([attention_mask, torch.ones((1, 1), dtype=attention_mask.dtype)], dim=1)
+        text = tokenizer.decode(response, skip_special_tokens=True)
+        if text.startswith(sent) and not text.endswith("\ufffd") and len(text) > len(sent):
+            yield StreamChunk(text=text[len(sent):])
+            sent = text
+    text = tokenizer.decode(response, skip_special_tokens=True)
+    yield StreamChunk(text=text[len(sent):] if text.startswith(sent) else "", done=True,
+                      full_text=text.strip(), token_count=len(response), finished=finished)

@@ -123,6 +123,18 @@ def evaluate(model, tokenizer, records: list[dict], max_length: int) -> dict:
     }
 
 
+def training_schedule(train_pairs: int, config: RewardConfig) -> dict:
+    """How many epochs and optimizer steps training on `train_pairs` pairs will take.
+
+    `epochs` is raised until `min_steps` steps are reached (a small snapshot is one batch
+    an epoch); the studio shows this figure before a round is launched.
+    """
+    steps_per_epoch = max(1, math.ceil(train_pairs / config.batch_size))
+    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    return {"steps_per_epoch": steps_per_epoch, "epochs": epochs, "steps": steps_per_epoch * epochs,
+            "raised_by_min_steps": epochs > config.epochs}
+
+
 def train_reward_model(
     records: list[dict],
     base_path: str | Path,
@@ -148,9 +160,8 @@ def train_reward_model(
         lr=config.learning_rate, weight_decay=config.weight_decay,
     )
     rng = random.Random(config.seed)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
-    total = steps_per_epoch * epochs
+    schedule = training_schedule(len(train), config)
+    steps_per_epoch, epochs, total = schedule["steps_per_epoch"], schedule["epochs"], schedule["steps"]
     before = evaluate(model, tokenizer, held_out, config.max_length)
     step_metrics = []
     started = time.monotonic()

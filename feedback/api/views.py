@@ -35,9 +35,9 @@ from feedback.services.jobs import (
     job_generate_create,
 )
 from feedback.services.assignment import assignment_next
-from feedback.services.checkpoints import checkpoint_activate
+from feedback.services.checkpoints import checkpoint_promote
 from feedback.services.exports import EXPORT_FORMATS, export_options, export_lines_for, jsonl_chunks
-from feedback.services.errors import RowError
+from feedback.services.errors import FieldError, RowError
 from feedback.services.projects import comparisons_import, prompts_import
 from feedback.services.rounds import round_cancel, round_launch
 from feedback.services.votes import vote_submit
@@ -227,11 +227,15 @@ class CheckpointViewSet(viewsets.GenericViewSet):
     def list(self, request, project_pk=None):
         return Response(CheckpointSerializer(self.get_queryset(), many=True).data)
 
-    @extend_schema(request=None)
+    @extend_schema(request=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["post"])
     def promote(self, request, project_pk=None, pk=None):
+        """Make this policy active; an optional `reason` is kept in the project's checkpoint history."""
         checkpoint = get_object_or_404(self.get_queryset(), pk=pk)
-        checkpoint_activate(checkpoint=checkpoint)
+        reason = request.data.get("reason", "") if hasattr(request.data, "get") else ""
+        if not isinstance(reason, str):
+            raise FieldError("reason", "must be a string")
+        checkpoint_promote(checkpoint=checkpoint, user=request.user, reason=reason)
         checkpoint.refresh_from_db()
         return Response(CheckpointSerializer(checkpoint).data)
 

@@ -89,7 +89,8 @@ def round_retry(*, training_round: TrainingRound, launched_by: AbstractUser | No
     """Launch a new round with the settings of a failed, cancelled or discarded one."""
     if training_round.status not in (TrainingRound.Status.FAILED, TrainingRound.Status.CANCELLED,
                                      TrainingRound.Status.DISCARDED):
-        raise RoundError("status", f"only a failed, cancelled or discarded round can be retried, not {training_round.status}")
+        raise RoundError("round", f"is {training_round.get_status_display()}; only a failed, cancelled or "
+                                  "discarded round can be retried")
     config = {k: v for k, v in (training_round.config or {}).items() if k != "aggregation"}
     return round_launch(project=training_round.project, launched_by=launched_by, config=config)
 

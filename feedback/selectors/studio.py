@@ -1,0 +1,222 @@
+"""Reads behind the studio's live pages: a round's status, the plan of a round, checkpoint lineage."""
+import os
+from pathlib import Path
+
+from django.utils import timezone
+
+from feedback.charts import PPO_SERIES, REWARD_SERIES
+from feedback.models import Checkpoint, CheckpointEvent, Project, Prompt, TrainingRound
+from feedback.services import exports
+from feedback.services.checkpoints import rollback_target
+from feedback.services.rounds import round_config_resolve
+from training.config import PPOConfig, RewardConfig
+
+STAGES = [TrainingRound.Status.QUEUED, TrainingRound.Status.SNAPSHOT, TrainingRound.Status.REWARD,
+          TrainingRound.Status.PPO, TrainingRound.Status.GENERATING, TrainingRound.Status.DONE]
+LOG_LINES = 12
+
+
+def _number(value):
+    """A JSON-safe float (NaN and infinities, which JSON cannot carry, become None)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _series(rows: list[dict], series: list[tuple[str, str]]) -> list[dict]:
+    """Chart data of per-step metric rows: one entry per metric that has at least two numbers."""
+    out = []
+    steps = [row.get("step", i + 1) for i, row in enumerate(rows)]
+    for key, title in series:
+        values = [_number(row.get(key)) for row in rows]
+        if sum(v is not None for v in values) >= 2:
+            out.append({"key": key, "title": title, "x": steps, "y": values})
+    return out
+
+
+def _step_line(stage: str, row: dict) -> str:
+    figures = " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in row.items() if k not in ("step",) and isinstance(v, (int, float)))
+    return f"{stage} step {row.get('step', '?')}: {figures}"
+
+
+def round_log(training_round: TrainingRound) -> list[str]:
+    """The round's story so far as short lines, oldest first: what a worker log would say."""
+    lines = [f"launched by {training_round.launched_by or 'a script'} at {training_round.created_at:%H:%M:%S}"]
+    if training_round.started_at:
+        lines.append(f"claimed by a worker at {training_round.started_at:%H:%M:%S}")
+    snapshot = training_round.snapshot or {}
+    if snapshot:
+        lines.append(f"snapshot: {snapshot.get('votes', 0)} votes → {snapshot.get('pairs', 0)} preference pairs")
+    for stage, seconds in (training_round.timings or {}).items():
+        lines.append(f"{stage} finished in {seconds} s")
+    metrics = training_round.metrics or {}
+    summary = metrics.get("reward_summary")
+    if summary:
+        lines.append(f"reward model: held-out accuracy {summary.get('eval_accuracy', float('nan')):.3f} "
+                     f"on {summary.get('eval_pairs', 0)} pairs after {summary.get('epochs', '?')} epochs")
+    stage = "ppo" if metrics.get("ppo") else "reward"
+    lines += [_step_line(stage, row) for row in (metrics.get(stage) or [])[-5:]]
+    if metrics.get("next_batch"):
+        lines.append(f"next batch: {metrics['next_batch'].get('comparisons', 0)} comparisons")
+    if training_round.cancel_requested and training_round.is_active:
+        lines.append("cancellation requested; the worker stops at its next step")
+    if training_round.error:
+        lines.append(f"error: {training_round.error}")
+    return lines[-LOG_LINES:]
+
+
+def _latest(training_round: TrainingRound) -> list[dict]:
+    """The figures an admin watches, newest values: label, value and a note."""
+    metrics = training_round.metrics or {}
+    out = []
+    reward = metrics.get("reward_summary") or {}
+    if "eval_accuracy" in reward:
+        out.append({"label": "RM held-out accuracy", "value": _number(reward["eval_accuracy"]),
+                    "note": f"on {reward.get('eval_pairs', 0)} pairs (before {_fmt(reward.get('eval_accuracy_before'))})"})
+    elif metrics.get("reward"):
+        last = metrics["reward"][-1]
+        out.append({"label": "RM train accuracy", "value": _number(last.get("accuracy")), "note": f"step {last.get('step')}"})
+        out.append({"label": "RM loss", "value": _number(last.get("loss")), "note": f"step {last.get('step')}"})
+    if metrics.get("ppo"):
+        last = metrics["ppo"][-1]
+        for key, label in (("score", "PPO mean score"), ("kl", "KL to reference"), ("entropy", "entropy"),
+                           ("response_length", "response length")):
+            if key in last:
+                out.append({"label": label, "value": _number(last[key]), "note": f"step {last.get('step')}"})
+    return out
+
+
+def _fmt(value) -> str:
+    value = _number(value)
+    return "—" if value is None else f"{value:.3f}"
+
+
+def round_status(training_round: TrainingRound, *, now=None) -> dict:
+    """Everything the live round page shows, as plain JSON-able data.
+
+    ETA is for the current stage only, from its step rate so far: the stages run at
+    very different speeds, so a whole-round estimate from one of them would mislead.
+    """
+    now = now or timezone.now()
+    r = training_round
+    started, finished = r.started_at, r.finished_at
+    elapsed = ((finished or now) - started).total_seconds() if started else None
+    stage_elapsed = eta = None
+    if started and r.is_active:
+        stage_started = started + timezone.timedelta(seconds=sum((r.timings or {}).values()))
+        stage_elapsed = max(0.0, (now - stage_started).total_seconds())
+        if r.progress_step and r.progress_total > r.progress_step and stage_elapsed > 0:
+            eta = (r.progress_total - r.progress_step) * stage_elapsed / r.progress_step
+    status = r.status
+    reached = STAGES.index(status) if status in STAGES else None
+    stages = []
+    for i, stage in enumerate(STAGES[1:], 1):
+        if reached is None:  # failed or cancelled: the stages with timings were finished
+            state = "done" if stage in (r.timings or {}) else "skipped"
+        else:
+            state = "done" if i < reached or status == TrainingRound.Status.DONE else (
+                "current" if i == reached else "pending")
+        stages.append({"name": stage, "label": TrainingRound.Status(stage).label, "state": state})
+    metrics = r.metrics or {}
+    return {
+        "id": r.pk,
+        "number": r.number,
+        "status": status,
+        "status_display": r.get_status_display(),
+        "final": status in TrainingRound.FINAL_STATUSES,
+        "cancel_requested": r.cancel_requested,
+        "step": r.progress_step,
+        "total": r.progress_total,
+        "elapsed_s": round(elapsed, 1) if elapsed is not None else None,
+        "stage_elapsed_s": round(stage_elapsed, 1) if stage_elapsed is not None else None,
+        "eta_s": round(eta, 1) if eta is not None else None,
+        "stages": stages,
+        "latest": _latest(r),
+        "log": round_log(r),
+        "error": r.error,
+        "snapshot": {k: (r.snapshot or {}).get(k) for k in ("votes", "pairs", "sha256")},
+        "policy_checkpoint": r.policy_checkpoint.name if r.policy_checkpoint_id else None,
+        "parent_policy": r.parent_policy.name if r.parent_policy_id else None,
+        "charts": {
+            "reward": _series(metrics.get("reward") or [], REWARD_SERIES),
+            "ppo": _series(metrics.get("ppo") or [], PPO_SERIES),
+        },
+    }
+
+
+def round_plan(project: Project, config: dict | None, *, pairs: int | None = None) -> dict:
+    """What a round launched now with `config` would actually do.
+
+    The reward model's epochs are raised by its minimum-steps rule on a small snapshot
+    (`training.reward.training_schedule`); this computes that from the votes there are
+    now, with the same held-out split the trainer makes. Raises RoundError naming a bad
+    setting. `pairs` overrides the count of preference pairs (for a what-if).
+    """
+    from training.reward import split_records, training_schedule
+
+    resolved = round_config_resolve(project, config)
+    snapshot = None
+    if pairs is None:
+        _, snapshot = exports.preference_snapshot(project)
+        pairs = snapshot["pairs"]
+    reward = RewardConfig(**resolved["reward"])
+    train, held_out = split_records(list(range(pairs)), reward.eval_fraction, reward.seed)
+    schedule = training_schedule(len(train), reward) if train else None
+    ppo = PPOConfig(**resolved["ppo"])
+    train_prompts = Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN).count()
+    next_prompts = min(resolved["next_batch_prompts"], train_prompts)
+    return {
+        "config": resolved,
+        "pairs": pairs,
+        "votes": snapshot["votes"] if snapshot else None,
+        "enough_pairs": pairs >= resolved["min_pairs"],
+        "min_pairs": resolved["min_pairs"],
+        "reward": {
+            "train_pairs": len(train), "eval_pairs": len(held_out),
+            "configured_epochs": reward.epochs, "min_steps": reward.min_steps, "batch_size": reward.batch_size,
+            **(schedule or {"steps_per_epoch": 0, "epochs": 0, "steps": 0, "raised_by_min_steps": False}),
+        },
+        "ppo": {
+            "steps": ppo.steps, "episodes": ppo.steps * ppo.batch_size, "train_prompts": train_prompts,
+            "gradient_steps": ppo.steps * ppo.ppo_epochs * (ppo.batch_size // ppo.mini_batch_size),
+            "max_new_tokens": ppo.max_new_tokens, "use_lora": ppo.use_lora,
+        },
+        "next_batch": {"prompts": next_prompts, "samples": 2 * next_prompts,
+                       "max_new_tokens": resolved["generation"]["max_new_tokens"]},
+    }
+
+
+def directory_size(path: str | Path) -> int | None:
+    """Bytes under `path` (None when it is gone): what a checkpoint costs on disk."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total
+
+
+def checkpoints_overview(project: Project) -> dict:
+    """The project's checkpoints with their lineage and size, the rollback target and the history."""
+    checkpoints = list(Checkpoint.objects.filter(project=project).select_related("parent", "produced_by")
+                       .order_by("-created_at", "-id"))
+    rows = []
+    for c in checkpoints:
+        snapshot = (c.produced_by.snapshot or {}) if c.produced_by_id else {}
+        rows.append({"checkpoint": c, "size": directory_size(c.path), "snapshot": snapshot,
+                     "metrics": {k: v for k, v in (c.metrics or {}).items() if isinstance(v, (int, float))}})
+    return {
+        "policies": [row for row in rows if row["checkpoint"].kind == Checkpoint.Kind.POLICY],
+        "rewards": [row for row in rows if row["checkpoint"].kind == Checkpoint.Kind.REWARD],
+        "rollback_target": rollback_target(project),
+        "events": list(CheckpointEvent.objects.filter(project=project).select_related("checkpoint", "previous", "by")[:50]),
+    }
+
