@@ -167,7 +167,8 @@ if CELERY_BROKER_URL.startswith(("redis", "rediss", "unix")):
 # A request that enqueues must not hang on a dead Redis: a few seconds, then 503.
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 # The reaper (services/runs.py) runs on every worker start and then on this schedule (`worker -B`).
-CELERY_BEAT_SCHEDULE = {"reap-runs": {"task": "feedback.reap_runs", "schedule": 30.0}}
+# A reap message that waited behind a long round is dropped (the next one comes 30 s later).
+CELERY_BEAT_SCHEDULE = {"reap-runs": {"task": "feedback.reap_runs", "schedule": 30.0, "options": {"expires": 25}}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "rlhf")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

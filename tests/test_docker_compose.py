@@ -22,5 +22,7 @@ def test_compose_has_the_four_services_wired_by_environment():
     assert services["web"]["environment"]["BIND"] == "0.0.0.0:8000"
     assert services["worker"]["command"].startswith("celery -A rlhf_site worker")
     assert "-Q rlhf" in services["worker"]["command"]
+    # the reaper's schedule runs once per deployment, from the app's own settings
+    assert services["beat"]["command"].startswith("celery -A rlhf_site beat")
     assert services["postgres"]["image"].startswith("postgres")
     assert services["redis"]["image"].startswith("redis")
