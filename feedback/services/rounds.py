@@ -7,6 +7,7 @@ the active policy only in the transaction that stores the next batch and marks i
 so a round that fails or is cancelled never leaves its policy live.
 """
 import logging
+import shutil
 import time
 from dataclasses import asdict
 
@@ -101,13 +102,27 @@ def round_cancel(*, training_round: TrainingRound) -> TrainingRound:
 
 
 def round_rollback_unfinished(training_round: TrainingRound) -> None:
-    """A round that did not finish must not leave its policy active: the parent becomes active again."""
+    """What a round that did not finish must not leave behind.
+
+    Its policy must not be active (the parent becomes active again), and checkpoint folders
+    it wrote but never registered (a worker killed between the rename and the insert, or
+    mid-write: `.tmp-` folders) are removed, so disk and database agree.
+    """
+    training_round.refresh_from_db()
     policy = training_round.policy_checkpoint
-    if policy is None or not Checkpoint.objects.filter(pk=policy.pk, is_active=True).exists():
+    if policy is not None and Checkpoint.objects.filter(pk=policy.pk, is_active=True).exists():
+        if training_round.parent_policy is not None:
+            checkpoint_activate(checkpoint=training_round.parent_policy)
+        logger.warning("round %s ended unfinished: its policy %s is no longer active", training_round.pk, policy.pk)
+    folder = checkpoint_dir(training_round.project, "x").parent
+    if not folder.is_dir():
         return
-    if training_round.parent_policy is not None:
-        checkpoint_activate(checkpoint=training_round.parent_policy)
-    logger.warning("round %s ended unfinished: its policy %s is no longer active", training_round.pk, policy.pk)
+    registered = set(Checkpoint.objects.filter(project=training_round.project).values_list("path", flat=True))
+    prefix = f"round-{training_round.number:03d}-"
+    for path in folder.iterdir():
+        if path.name.startswith((prefix, f".tmp-{prefix}")) and str(path) not in registered:
+            shutil.rmtree(path, ignore_errors=True)
+            logger.warning("round %s: removed unregistered folder %s", training_round.pk, path)
 
 
 def round_execute(round_id: int) -> TrainingRound | None:

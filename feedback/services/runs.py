@@ -211,12 +211,15 @@ def run_execute(model: type[Run], pk: int, *, first_status: str, body: Callable[
         except RunLost as exc:
             logger.warning("%s", exc)
         except Cancelled:
-            if not run_finish(run, model.CANCELLED, error="cancelled on request",
-                              **({"metrics": metrics} if metrics is not None else {})):
+            if run_finish(run, model.CANCELLED, error="cancelled on request",
+                          **({"metrics": metrics} if metrics is not None else {})):
+                run_after_failure(run)
+            else:
                 logger.info("%s %s stopped: it is no longer this worker's", model.__name__, pk)
         except Exception as exc:  # the row records any failure; the worker itself goes on
             logger.exception("%s %s failed", model.__name__, pk)
-            run_fail(run, exc, **({"metrics": metrics} if metrics is not None else {}))
+            if run_fail(run, exc, **({"metrics": metrics} if metrics is not None else {})):
+                run_after_failure(run)
     run.refresh_from_db()
     return run
 
@@ -332,7 +335,10 @@ def run_after_failure(run: Run) -> None:
     if isinstance(run, TrainingRound):
         from feedback.services.rounds import round_rollback_unfinished
 
-        round_rollback_unfinished(run)
+        try:
+            round_rollback_unfinished(run)
+        except Exception:  # the run is ended either way; what is left is logged for a person
+            logger.exception("cleaning up after %s %s failed", type(run).__name__, run.pk)
 
 
 def reap_quietly(**kwargs) -> None:

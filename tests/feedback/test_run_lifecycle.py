@@ -59,6 +59,23 @@ def test_round_whose_worker_process_died_is_failed_with_the_reason_and_unblocks_
     assert round_launch(project=project).status == "queued"
 
 
+def test_reaping_a_round_removes_the_folders_it_wrote_but_never_registered(tiny_models, settings):
+    project = make_project(tiny_models, first_batch=0)
+    stuck = _queued_round(project)
+    _as_if_claimed(stuck, status="ppo", claimed_by=f"{socket.gethostname()}:{_dead_pid()}")
+    folder = settings.CHECKPOINT_DIR / f"project-{project.pk}"
+    renamed = folder / "round-001-reward-0badc0de"   # written, killed before it was registered
+    half = folder / ".tmp-round-001-policy-0badc0de-1234abcd"  # killed mid-write
+    other = folder / "round-002-policy-feedf00d"       # another round's: not this one's to touch
+    for path in (renamed, half, other):
+        path.mkdir(parents=True)
+        (path / "model.safetensors").write_bytes(b"x")
+
+    runs.runs_reap()
+
+    assert not renamed.exists() and not half.exists() and other.exists()
+
+
 def test_round_with_a_stale_heartbeat_on_another_host_is_failed_but_a_live_one_is_left_alone(tiny_models, settings):
     settings.RLHF_HEARTBEAT_STALE_S = 60
     project = make_project(tiny_models, first_batch=0)
