@@ -65,6 +65,8 @@ def batch_params(project: Project, data: dict) -> dict:
 
 
 def job_batch_create(*, project: Project, data: dict, user: AbstractUser | None = None) -> Job:
+    if project.archived_at is not None:
+        raise JobError("project", "is archived; unarchive it first")
     params = batch_params(project, data)
     checkpoint = active_policy(project)
     if checkpoint is None:
@@ -150,6 +152,10 @@ def job_execute(job_id: int) -> Job | None:
             result = _run_batch(job, hooks)
         elif job.kind == Job.Kind.GENERATE:
             result = {"responses": generate_now(job.checkpoint, job.params, hooks)}
+        elif job.kind == Job.Kind.SETUP:
+            from feedback.services.projects import project_setup_run
+
+            result = project_setup_run(job, hooks)
         else:
             result = _run_export(job, hooks)
         Job.objects.filter(pk=job_id).update(status=Job.Status.DONE, result=result, finished_at=timezone.now())

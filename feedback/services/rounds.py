@@ -61,6 +61,8 @@ def round_config_resolve(project: Project, config: dict | None) -> dict:
 
 def round_launch(*, project: Project, launched_by: AbstractUser | None = None, config: dict | None = None) -> TrainingRound:
     """Queue a new round for `project`; the worker picks it up once the transaction commits."""
+    if project.archived_at is not None:
+        raise RoundError("project", "is archived; unarchive it first")
     resolved = round_config_resolve(project, config)
     if active_policy(project) is None:
         raise RoundError("project", "has no active policy checkpoint yet; run the set-up first")
