@@ -23,8 +23,6 @@ GUIDELINES_MAX_BYTES = 100_000
 NAME_MAX_LENGTH = 200
 PREVIEW_ROWS = 10
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
-EDITABLE_FIELDS = ("name", "guidelines", "votes_per_comparison", "policy_base_model", "reward_base_model",
-                   "generation_settings")
 
 
 class ProjectError(FieldError):
