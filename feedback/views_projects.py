@@ -4,6 +4,7 @@ pairs, sample comparisons, archive, export, members, annotator accounts, the que
 Thin views: forms check shapes, services decide, selectors read.
 """
 import secrets
+import time
 
 from django.conf import settings
 from django.contrib import messages
@@ -179,9 +180,20 @@ def project_export_job(request, project_id: int):
 
 # --- uploads: file → preview → confirm (all or nothing) -------------------------------
 
+UPLOAD_KEEP_S = 24 * 3600
+
+
 def _upload_folder():
+    """Where previewed files wait for their confirmation; ones abandoned for a day are removed."""
     folder = settings.DATA_DIR / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - UPLOAD_KEEP_S
+    for stale in folder.iterdir():
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except FileNotFoundError:  # another request removed it first
+            pass
     return folder
 
 

@@ -126,12 +126,14 @@ def test_csv_pairs_upload_imports_comparisons(staff, tiny_models):
     assert Comparison.objects.filter(project=project).count() == 2
 
 
-def test_cancelled_upload_imports_nothing(staff, tiny_models):
+def test_cancelled_upload_imports_nothing_and_leaves_no_file(staff, tiny_models, settings):
     project = make_project(tiny_models, first_batch=0, prompts=[])
     preview = _upload(staff, project, "p.json", b'["a", "b"]')
+    assert (settings.DATA_DIR / "uploads" / preview.context["token"]).exists()
     staff.post(reverse("feedback:studio_prompts_confirm", args=[project.pk]),
                {"token": preview.context["token"], "cancel": "1"})
     assert not Prompt.objects.exists()
+    assert list((settings.DATA_DIR / "uploads").iterdir()) == []
 
 
 def test_sample_form_creates_a_batch_job_and_its_status_is_polled(staff, tiny_models,
