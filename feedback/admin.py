@@ -1,15 +1,34 @@
 """Django admin registrations for every model."""
 from django.contrib import admin
 
-from feedback.models import Assignment, Checkpoint, Comparison, Project, Prompt, Sample, TrainingRound, Vote
+from feedback.models import (
+    Assignment,
+    Checkpoint,
+    Comparison,
+    Project,
+    ProjectMembership,
+    Prompt,
+    Sample,
+    TrainingRound,
+    Vote,
+)
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     """Projects and their settings."""
 
-    list_display = ("name", "votes_per_comparison", "created_at")
+    list_display = ("name", "votes_per_comparison", "archived_at", "created_at")
     search_fields = ("name",)
+
+
+@admin.register(ProjectMembership)
+class ProjectMembershipAdmin(admin.ModelAdmin):
+    """Who may annotate which project (also managed on the studio's members page)."""
+
+    list_display = ("user", "project", "role", "created_at")
+    list_filter = ("project", "role")
+    search_fields = ("user__username",)
 
 
 @admin.register(Prompt)

@@ -25,6 +25,9 @@ class Project(models.Model):
     votes_per_comparison = models.PositiveSmallIntegerField(
         default=1, help_text="How many annotators vote on each comparison (overlap)."
     )
+    archived_at = models.DateTimeField(
+        null=True, blank=True, help_text="Archived projects are hidden from annotators and take no new rounds or batches."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -35,6 +38,33 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+
+class ProjectMembership(models.Model):
+    """Who works on a project: annotators see, fetch and vote only in projects they belong to."""
+
+    class Role(models.TextChoices):
+        ANNOTATOR = "annotator", "annotator"
+        REVIEWER = "reviewer", "reviewer"
+        ADMIN = "admin", "admin"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user_and_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.project} ({self.role})"
 
 
 class Prompt(models.Model):
@@ -152,6 +182,7 @@ class Comparison(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", "open"
         COMPLETE = "complete", "complete"
+        RETIRED = "retired", "retired"  # taken out by staff: never offered, never exported
 
     class Choice(models.TextChoices):
         A = "a", "A is better"
@@ -339,6 +370,7 @@ class Job(Run):
         BATCH = "batch", "generate a batch of comparisons"
         GENERATE = "generate", "generate responses"
         EXPORT = "export", "export a dataset file"
+        SETUP = "setup", "prepare the round-0 policy"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"

@@ -2,7 +2,7 @@
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -12,11 +12,15 @@ from feedback.forms import RoundLaunchForm, SkipForm, VoteForm
 from feedback.models import Assignment, Comparison, Project
 from feedback.selectors.checkpoints import active_policy
 from feedback.selectors.progress import annotator_progress, project_counts
+from feedback.selectors.projects import project_for_user, projects_for_user
 from feedback.selectors.rounds import round_win_rate, rounds_for_project, running_round
 from feedback.services.assignment import assignment_next, assignment_skip
 from feedback.services.rounds import RoundError, round_launch
 from feedback.services.runs import QueueUnavailable
 from feedback.services.votes import VoteError, vote_submit
+
+
+ANNOTATE_PROJECT_KEY = "annotate_project"
 
 
 @login_required
@@ -25,14 +29,21 @@ def home(request):
 
 
 def _project_for(request) -> Project | None:
+    """The project to annotate: the one asked for, else the one chosen earlier in this
+    session, else the first of the annotator's projects that has open work."""
     project_id = request.GET.get("project") or request.POST.get("project")
     if project_id:
-        try:
-            return Project.objects.get(pk=int(project_id))
-        except (ValueError, Project.DoesNotExist):
-            raise Http404("no such project") from None
-    with_work = Project.objects.filter(comparisons__status=Comparison.Status.OPEN).distinct().first()
-    return with_work or Project.objects.first()
+        project = project_for_user(request.user, project_id)  # 404 for other people's projects
+        request.session[ANNOTATE_PROJECT_KEY] = project.pk
+        return project
+    mine = projects_for_user(request.user, include_archived=False)
+    remembered = request.session.get(ANNOTATE_PROJECT_KEY)
+    if remembered is not None:
+        project = mine.filter(pk=remembered).first()
+        if project is not None:
+            return project
+    with_work = mine.filter(comparisons__status=Comparison.Status.OPEN).distinct().first()
+    return with_work or mine.first()
 
 
 def _annotate_url(project: Project) -> str:
@@ -42,7 +53,7 @@ def _annotate_url(project: Project) -> str:
 @login_required
 def annotate(request):
     project = _project_for(request)
-    context = {"project": project, "projects": Project.objects.all()}
+    context = {"project": project, "projects": projects_for_user(request.user, include_archived=False)}
     if project is None:
         return render(request, "feedback/annotate_empty.html", context)
     assignment = assignment_next(annotator=request.user, project=project)

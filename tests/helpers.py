@@ -10,9 +10,16 @@ TINY_PROMPTS = [
 ]
 
 
-def make_project(tiny_models, *, name="Tiny", overlap=1, prompts=TINY_PROMPTS, first_batch=len(TINY_PROMPTS)):
-    """A project on the tiny models, with prompts, its round-0 policy and a first batch."""
-    from feedback.models import Project
+def make_project(tiny_models, *, name="Tiny", overlap=1, prompts=TINY_PROMPTS, first_batch=len(TINY_PROMPTS),
+                 members=None):
+    """A project on the tiny models, with prompts, its round-0 policy and a first batch.
+
+    `members`: the users who may annotate it; None makes every non-staff user that exists
+    now a member (the tests' alice and bob), [] makes none.
+    """
+    from django.contrib.auth import get_user_model
+
+    from feedback.models import Project, ProjectMembership
     from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
     from feedback.services.projects import project_policy_init, prompts_import
 
@@ -21,6 +28,9 @@ def make_project(tiny_models, *, name="Tiny", overlap=1, prompts=TINY_PROMPTS, f
         votes_per_comparison=overlap, guidelines="Prefer **helpful** answers.",
         generation_settings={"max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0, "batch_size": 4},
     )
+    if members is None:
+        members = get_user_model().objects.filter(is_staff=False)
+    ProjectMembership.objects.bulk_create([ProjectMembership(project=project, user=user) for user in members])
     prompts_import(project=project, rows=list(prompts), source="test")
     checkpoint, _ = project_policy_init(project=project)
     if first_batch:

@@ -1,43 +1,76 @@
 """Serializers: validate input and shape output; no business logic."""
 from rest_framework import serializers
 
-from feedback.models import Checkpoint, Comparison, Project, TrainingRound, Vote
+from django.contrib.auth import get_user_model
+
+from feedback.models import Checkpoint, Comparison, Job, Project, ProjectMembership, TrainingRound, Vote
 
 
 class ProjectSerializer(serializers.ModelSerializer):
-    """A project and its settings."""
+    """A project and all its settings, as staff see it (input is checked by the project service).
+
+    `setup_job` is the newest job preparing the round-0 policy; `ready` says whether the
+    project has an active policy to sample from.
+    """
 
     generation_settings = serializers.DictField(required=False)
     votes_per_comparison = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    setup_job = serializers.SerializerMethodField()
+    ready = serializers.SerializerMethodField()
 
     class Meta:
         model = Project
         fields = ["id", "name", "guidelines", "policy_base_model", "reward_base_model", "generation_settings",
-                  "votes_per_comparison", "created_at"]
-        read_only_fields = ["id", "created_at"]
+                  "votes_per_comparison", "archived_at", "created_at", "setup_job", "ready"]
+        read_only_fields = ["id", "archived_at", "created_at"]
 
-    def validate_generation_settings(self, value: dict) -> dict:
-        from training.config import ConfigError, GenerationConfig, config_from_dict
+    def get_setup_job(self, project) -> int | None:
+        return Job.objects.filter(project=project, kind=Job.Kind.SETUP).order_by("-id").values_list("id", flat=True).first()
 
-        try:
-            config_from_dict(GenerationConfig, value)
-        except ConfigError as exc:
-            raise serializers.ValidationError(str(exc)) from None
-        return value
+    def get_ready(self, project) -> bool:
+        return Checkpoint.objects.filter(project=project, kind=Checkpoint.Kind.POLICY, is_active=True).exists()
 
-    def _validate_model_path(self, value: str) -> str:
-        from pathlib import Path
 
-        try:
-            found = not value or Path(value, "config.json").is_file()
-        except (OSError, ValueError):  # too long, NUL bytes, ...
-            found = False
-        if not found:
-            raise serializers.ValidationError("must be a local model folder containing config.json (no hub ids)")
-        return value
+class ProjectAnnotatorSerializer(serializers.ModelSerializer):
+    """A project as an annotator sees it: what to do, never how the server runs it (no model paths)."""
 
-    validate_policy_base_model = _validate_model_path
-    validate_reward_base_model = _validate_model_path
+    class Meta:
+        model = Project
+        fields = ["id", "name", "guidelines", "votes_per_comparison", "created_at"]
+        read_only_fields = fields
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    """A member of a project."""
+
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = ProjectMembership
+        fields = ["user", "username", "role", "created_at"]
+        read_only_fields = fields
+
+
+class MembershipInSerializer(serializers.Serializer):
+    """Who to add: `username` or `user` (an id), and the role."""
+
+    username = serializers.CharField(required=False, max_length=150)
+    user = serializers.IntegerField(required=False, min_value=1)
+    role = serializers.ChoiceField(choices=ProjectMembership.Role.choices, default=ProjectMembership.Role.ANNOTATOR)
+
+    def validate(self, data):
+        User = get_user_model()
+        if "user" in data:
+            user = User.objects.filter(pk=data["user"]).first()
+            field = "user"
+        elif "username" in data:
+            user = User.objects.filter(username=data["username"]).first()
+            field = "username"
+        else:
+            raise serializers.ValidationError({"username": "give username or user"})
+        if user is None:
+            raise serializers.ValidationError({field: "no such user"})
+        return {"user": user, "role": data["role"]}
 
 
 class CheckpointSerializer(serializers.ModelSerializer):

@@ -17,7 +17,10 @@ from feedback.api.permissions import IsStaff
 from feedback.api.serializers import (
     CheckpointSerializer,
     JobSerializer,
+    MembershipInSerializer,
+    MembershipSerializer,
     NextComparisonSerializer,
+    ProjectAnnotatorSerializer,
     ProjectSerializer,
     RoundLaunchSerializer,
     RoundSerializer,
@@ -38,16 +41,39 @@ from feedback.services.assignment import assignment_next
 from feedback.services.checkpoints import checkpoint_promote
 from feedback.services.exports import EXPORT_FORMATS, export_options, export_lines_for, jsonl_chunks
 from feedback.services.errors import FieldError, RowError
-from feedback.services.projects import comparisons_import, prompts_import
+from feedback.selectors.projects import project_members, projects_for_user
+from feedback.services.projects import (
+    ProjectError,
+    comparisons_import,
+    membership_add,
+    membership_remove,
+    project_archive,
+    project_create,
+    project_unarchive,
+    project_update,
+    prompts_import,
+)
 from feedback.services.rounds import round_cancel, round_launch
 from feedback.services.votes import vote_submit
 
 
+def _import_options(request) -> dict:
+    """`?holdout_percent=N&tags=a,b`: what the studio's upload form offers, for scripts too."""
+    raw = request.query_params.get("holdout_percent", "0")
+    try:
+        holdout = int(raw)
+    except ValueError:
+        raise ProjectError("holdout_percent", "must be an integer between 0 and 100") from None
+    tags = [t for t in request.query_params.get("tags", "").split(",") if t.strip()]
+    return {"holdout_percent": holdout, "tags": tags}
+
+
 class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                      mixins.UpdateModelMixin, viewsets.GenericViewSet):
-    """Projects: everyone signed in may read; staff create and change."""
+    """Projects: annotators read the ones they belong to (without server settings); staff
+    see all, create, change, archive and manage members."""
 
-    queryset = Project.objects.all()
+    queryset = Project.objects.none()  # for the schema; get_queryset scopes to the caller
     serializer_class = ProjectSerializer
     throttle_scope = None  # set per action: imports, exports
 
@@ -56,14 +82,70 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             return [IsAuthenticated()]
         return [IsStaff()]
 
+    def get_queryset(self):
+        return projects_for_user(self.request.user)
+
+    def get_serializer_class(self):
+        if self.request is not None and not self.request.user.is_staff:
+            return ProjectAnnotatorSerializer
+        return ProjectSerializer
+
+    def create(self, request, *args, **kwargs):
+        """Create a project; its round-0 policy is registered now, or by the `setup_job` when
+        the base must be converted first (poll /jobs/{setup_job}/)."""
+        project, _ = project_create(data=request.data, user=request.user)
+        return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        """Change settings (PUT and PATCH alike change only the fields sent)."""
+        project, _ = project_update(project=self.get_object(), data=request.data, user=request.user)
+        return Response(ProjectSerializer(project).data)
+
+    @extend_schema(request=None, responses={200: ProjectSerializer})
+    @action(detail=True, methods=["post"])
+    def archive(self, request, pk=None):
+        """Hide the project from annotators and refuse new rounds and batches."""
+        return Response(ProjectSerializer(project_archive(project=self.get_object())).data)
+
+    @extend_schema(request=None, responses={200: ProjectSerializer})
+    @action(detail=True, methods=["post"])
+    def unarchive(self, request, pk=None):
+        return Response(ProjectSerializer(project_unarchive(project=self.get_object())).data)
+
+    @extend_schema(request=MembershipInSerializer, responses={200: MembershipSerializer(many=True),
+                                                            201: MembershipSerializer})
+    @action(detail=True, methods=["get", "post"])
+    def members(self, request, pk=None):
+        """List members, or add one (`username` or `user`, `role`); adding again changes the role."""
+        project = self.get_object()
+        if request.method == "GET":
+            return Response(MembershipSerializer(project_members(project), many=True).data)
+        body = MembershipInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        membership, created = membership_add(project=project, **body.validated_data)
+        return Response(MembershipSerializer(membership).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=True, methods=["delete"], url_path=r"members/(?P<user_id>\d+)")
+    def member_remove(self, request, pk=None, user_id=None):
+        """Take a user off the project; 404 when they were not a member."""
+        from django.contrib.auth import get_user_model
+
+        user = get_object_or_404(get_user_model(), pk=user_id)
+        if not membership_remove(project=self.get_object(), user=user):
+            return Response({"user": "is not a member of this project"}, status=status.HTTP_404_NOT_FOUND)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     def _import(self, request, importer, status_code=status.HTTP_201_CREATED):
         project = self.get_object()
+        options = _import_options(request)
         try:
             body = request.body
         except RequestDataTooBig:
             return Response(RowError(0, "body", too_big_message()).as_dict(),
                             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        created = importer(project=project, rows=parse_rows(body, request.content_type))
+        created = importer(project=project, rows=parse_rows(body, request.content_type), **options)
         return Response({"imported": len(created)}, status=status_code)
 
     @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR,
@@ -72,7 +154,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             throttle_scope="imports")
     def import_prompts(self, request, pk=None):
         """Import prompts (JSON list, JSONL or CSV); all or nothing."""
-        return self._import(request, lambda project, rows: prompts_import(project=project, rows=rows, source="api"))
+        return self._import(request, lambda project, rows, **options: prompts_import(
+            project=project, rows=rows, source="api", **options))
 
     @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR},
                    responses={201: OpenApiTypes.OBJECT})
@@ -80,7 +163,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             throttle_scope="imports")
     def import_comparisons(self, request, pk=None):
         """Import pairs written elsewhere; all or nothing."""
-        return self._import(request, lambda project, rows: comparisons_import(project=project, rows=rows))
+        return self._import(request, lambda project, rows, **options: comparisons_import(
+            project=project, rows=rows, **options))
 
     @extend_schema(responses={200: NextComparisonSerializer, 204: None})
     @action(detail=True, methods=["get"], url_path="comparisons/next")
@@ -150,7 +234,8 @@ def vote_create(request, comparison_id: int):
     serializer = VoteInSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
-    comparison = get_object_or_404(Comparison, pk=comparison_id)
+    # another project's comparison is answered as if it did not exist
+    comparison = get_object_or_404(Comparison, pk=comparison_id, project__in=projects_for_user(request.user))
     assignment = Assignment.objects.filter(comparison=comparison, annotator=request.user).first()
     if assignment is None:
         raise ValidationError({"comparison": "fetch it with comparisons/next/ before voting"})
@@ -180,8 +265,19 @@ class MyVotesViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [IsAuthenticated]
     queryset = Vote.objects.none()  # for the schema; get_queryset scopes to the caller
 
+    @extend_schema(parameters=[OpenApiParameter("project", int, description="only this project's votes")])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
     def get_queryset(self):
-        return Vote.objects.filter(annotator=self.request.user).order_by("id")
+        votes = Vote.objects.filter(annotator=self.request.user,
+                                    comparison__project__in=projects_for_user(self.request.user))
+        project = self.request.query_params.get("project")
+        if project is not None:
+            if not project.isdigit():
+                raise ValidationError({"project": "must be a project id"})
+            votes = votes.filter(comparison__project_id=int(project))
+        return votes.order_by("id")
 
 
 class RoundViewSet(viewsets.GenericViewSet):

@@ -25,7 +25,7 @@ def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None) -
     agreement, comparison_id}; snapshot names the votes used (count, max id, sha256 of
     their ids) so a round can say exactly what it trained on.
     """
-    votes = Vote.objects.filter(comparison__project=project)
+    votes = Vote.objects.filter(comparison__project=project).exclude(comparison__status=Comparison.Status.RETIRED)
     if up_to_vote_id is not None:
         votes = votes.filter(id__lte=up_to_vote_id)
     votes = votes.order_by("id").values_list("id", "comparison_id", "choice", "strength")
@@ -179,8 +179,9 @@ def export_lines(project: Project, fmt: str, *, aggregation: str = "majority", t
         raise ValueError(f"format: must be one of {', '.join(EXPORT_FORMATS)}")
     if aggregation not in ("majority", "all"):
         raise ValueError("aggregation: must be 'majority' or 'all'")
-    comparisons = Comparison.objects.filter(project=project)
-    votes = Vote.objects.filter(comparison__project=project)
+    # retired comparisons were taken out by staff: not part of any dataset
+    comparisons = Comparison.objects.filter(project=project).exclude(status=Comparison.Status.RETIRED)
+    votes = Vote.objects.filter(comparison__project=project).exclude(comparison__status=Comparison.Status.RETIRED)
     if training_round is not None:
         comparisons = comparisons.filter(batch=training_round)
         votes = votes.filter(comparison__batch=training_round)

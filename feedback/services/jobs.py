@@ -63,6 +63,8 @@ def batch_params(project: Project, data: dict) -> dict:
 
 
 def job_batch_create(*, project: Project, data: dict, user: AbstractUser | None = None) -> Job:
+    if project.archived_at is not None:
+        raise JobError("project", "is archived; unarchive it first")
     params = batch_params(project, data)
     checkpoint = active_policy(project)
     if checkpoint is None:
@@ -179,8 +181,15 @@ def _run_generate(job: Job, hooks: Hooks) -> dict:
     return {"responses": generate_now(job.checkpoint, job.params, hooks)}
 
 
+def _run_setup(job: Job, hooks: Hooks) -> dict:
+    from feedback.services.projects import project_setup_run
+
+    return project_setup_run(job, hooks)
+
+
 # What each kind of job does; a new kind of background work is a function here.
 JOB_RUNNERS = {
+    Job.Kind.SETUP: _run_setup,
     Job.Kind.BATCH: _run_batch,
     Job.Kind.GENERATE: _run_generate,
     Job.Kind.EXPORT: _run_export,

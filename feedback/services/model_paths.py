@@ -1,4 +1,5 @@
 """Where a project's base models live on disk, and the one-time conversion of the default policy."""
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -27,19 +28,50 @@ def reward_base_path(project: Project | None = None) -> Path:
     return minilm_path()
 
 
+def gguf_in(path: Path) -> Path | None:
+    """The GGUF file a base model setting points at: the file itself, or the one .gguf in a
+    folder without config.json (None when the setting is a safetensors folder)."""
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if path.is_dir() and not (path / "config.json").exists():
+        found = sorted(path.glob("*.gguf"))
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def policy_base_source(project: Project | None = None) -> tuple[Path, Path | None]:
+    """(the safetensors folder of the round-0 policy, the GGUF to convert into it first or None)."""
+    path = policy_base_path(project)
+    if path == default_policy_path():
+        if (path / "config.json").exists():
+            return path, None
+        from training.models import smollm2_gguf_path
+
+        return path, smollm2_gguf_path()
+    gguf = gguf_in(path)
+    if gguf is None:
+        return path, None
+    # One converted folder per GGUF file, shared by every project that names it.
+    digest = hashlib.sha256(str(gguf.resolve()).encode()).hexdigest()[:12]
+    target = settings.DATA_DIR / "models" / f"{gguf.stem}-{digest}"
+    return target, None if (target / "config.json").exists() else gguf
+
+
 def policy_base_ensure(project: Project | None = None) -> tuple[Path, bool]:
-    """Make sure the policy base exists; convert the bundled SmolLM2 GGUF once if needed.
+    """Make sure the policy base exists as safetensors; convert a GGUF (the bundled SmolLM2
+    or a local one) once if needed. Slow when it converts: call it from a worker.
 
     Returns (path, converted_now).
     """
-    path = policy_base_path(project)
-    if (path / "config.json").exists():
+    path, gguf = policy_base_source(project)
+    if gguf is None:
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"policy base model {path} has no config.json")
         return path, False
-    if path != default_policy_path():
-        raise FileNotFoundError(f"policy base model {path} has no config.json")
-    from training.models import convert_gguf_to_safetensors, smollm2_gguf_path
+    from training.models import convert_gguf_to_safetensors
 
-    convert_gguf_to_safetensors(smollm2_gguf_path(), path)
+    convert_gguf_to_safetensors(gguf, path)
     return path, True
 
 

@@ -1,11 +1,33 @@
-"""Projects, their prompts and their first checkpoint."""
-from django.db import transaction
+"""Projects: their settings, prompts, imported pairs, members, archive, and the round-0 policy.
 
-from feedback.models import Checkpoint, Project, Prompt
+Creating a project registers its round-0 policy: at once when the base is a safetensors
+folder (hashing it), or through a `setup` job when a GGUF must be converted first, since
+that takes tens of seconds and must never run inside a request.
+"""
+import hashlib
+from pathlib import Path
+
+from django.contrib.auth.models import AbstractUser
+from django.db import transaction
+from django.utils import timezone
+
+from feedback.models import Assignment, Checkpoint, Job, Project, ProjectMembership, Prompt
 from feedback.selectors.checkpoints import reference_policy
 from feedback.services.checkpoints import checkpoint_register
-from feedback.services.errors import RowError
-from feedback.services.model_paths import policy_base_ensure
+from feedback.services.errors import FieldError, RowError, int_in_range
+from feedback.services.model_paths import gguf_in, policy_base_ensure, policy_base_source
+from training.config import ConfigError
+from training.progress import NO_HOOKS, Hooks
+
+GUIDELINES_MAX_BYTES = 100_000
+NAME_MAX_LENGTH = 200
+PREVIEW_ROWS = 10
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
+
+
+class ProjectError(FieldError):
+    """A project setting or action that cannot be accepted."""
+
 
 ROLES = {"system", "user", "assistant"}
 
@@ -39,35 +61,291 @@ def _messages_from_row(row_number: int, row) -> list[dict]:
     return [{"role": "user", "content": text.strip()}]
 
 
-def prompts_import(*, project: Project, rows: list, source: str = "") -> list[Prompt]:
-    """Import prompts atomically: one bad row rejects the whole import, naming the row (1-based)."""
+def _split_and_tags(number: int, row) -> tuple[str | None, list[str]]:
+    """A row's own split (None: not given) and tags, checked."""
+    if not isinstance(row, dict):
+        return None, []
+    split = row.get("split")
+    if split is not None and split not in Prompt.Split.values:
+        raise PromptImportError(number, "split", f"must be one of {', '.join(Prompt.Split.values)}")
+    tags = row.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise PromptImportError(number, "tags", "must be a list of strings")
+    return split, tags
+
+
+def import_options(*, holdout_percent=0, tags=()) -> tuple[int, list[str]]:
+    """Check the options an upload form adds to every row: a held-out share and tags."""
+    if not int_in_range(holdout_percent, 0, 100):
+        raise ProjectError("holdout_percent", "must be an integer between 0 and 100")
+    tags = [t.strip() for t in tags if isinstance(t, str) and t.strip()]
+    if len(tags) > 20 or any(len(t) > 50 for t in tags):
+        raise ProjectError("tags", "at most 20 tags of at most 50 characters each")
+    return holdout_percent, tags
+
+
+def _apply_split(prepared: list[dict], holdout_percent: int) -> None:
+    """Rows without their own split: hold out `holdout_percent` of them, chosen by a hash of
+    their text, so the preview and the import pick the same rows and a re-upload does too."""
+    undecided = [r for r in prepared if r["split"] is None]
+    held = round(len(undecided) * holdout_percent / 100)
+    ranked = sorted(undecided, key=lambda r: hashlib.sha256(repr(r["messages"]).encode()).hexdigest())
+    for i, r in enumerate(ranked):
+        r["split"] = Prompt.Split.HELD_OUT if i < held else Prompt.Split.TRAIN
+
+
+def prompt_rows_prepare(rows, *, holdout_percent: int = 0, tags=()) -> list[dict]:
+    """Validate import rows into {messages, split, tags}; the first bad row raises, naming
+    the row (1-based), the field and the reason."""
+    holdout_percent, extra_tags = import_options(holdout_percent=holdout_percent, tags=tags)
+    if not isinstance(rows, list):
+        raise PromptImportError(0, "body", "must be a list of rows")
     prepared = []
     for number, row in enumerate(rows, start=1):
         messages = _messages_from_row(number, row)
-        split = row.get("split", Prompt.Split.TRAIN) if isinstance(row, dict) else Prompt.Split.TRAIN
-        if split not in Prompt.Split.values:
-            raise PromptImportError(number, "split", f"must be one of {', '.join(Prompt.Split.values)}")
-        tags = row.get("tags", []) if isinstance(row, dict) else []
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise PromptImportError(number, "tags", "must be a list of strings")
-        prepared.append(Prompt(project=project, messages=messages, split=split, tags=tags, source=source))
+        split, row_tags = _split_and_tags(number, row)
+        prepared.append({"messages": messages, "split": split, "tags": list(dict.fromkeys(row_tags + extra_tags))})
+    _apply_split(prepared, holdout_percent)
+    return prepared
+
+
+def prompts_import(*, project: Project, rows: list, source: str = "", holdout_percent: int = 0,
+                   tags=()) -> list[Prompt]:
+    """Import prompts atomically: one bad row rejects the whole import, naming the row (1-based)."""
+    prepared = prompt_rows_prepare(rows, holdout_percent=holdout_percent, tags=tags)
     with transaction.atomic():
-        return Prompt.objects.bulk_create(prepared, batch_size=1000)
+        return Prompt.objects.bulk_create(
+            [Prompt(project=project, source=source, **row) for row in prepared], batch_size=1000
+        )
+
+
+def _preview(prepared: list[dict]) -> dict:
+    splits = {value: 0 for value in Prompt.Split.values}
+    for row in prepared:
+        splits[row["split"]] += 1
+    return {"count": len(prepared), "rows": prepared[:PREVIEW_ROWS], "splits": splits}
+
+
+def prompts_preview(*, rows, holdout_percent: int = 0, tags=()) -> dict:
+    """What an import would create, without creating it: the row count, the split counts
+    and the first rows as they will be stored (raises like the import on a bad row)."""
+    return _preview(prompt_rows_prepare(rows, holdout_percent=holdout_percent, tags=tags))
 
 
 def project_policy_init(*, project: Project) -> tuple[Checkpoint, bool]:
     """Register the project's round-0 policy (its base model) as the active checkpoint.
 
-    Converts the bundled SmolLM2 once when it is the base. Returns (checkpoint, created).
+    Converts a GGUF base (the bundled SmolLM2) once when needed, which is slow: requests
+    call `project_policy_setup` instead. Returns (checkpoint, created).
     """
     existing = reference_policy(project)
     if existing is not None:
         return existing, False
     path, _ = policy_base_ensure(project)
-    checkpoint = checkpoint_register(
-        project=project, kind=Checkpoint.Kind.POLICY, path=path, name="round 0", activate=True,
-    )
+    with transaction.atomic():
+        # Two set-ups of one project (a job and demo_setup, say) must not both register a
+        # round 0: the project row lock makes the second see the first's checkpoint.
+        Project.objects.select_for_update().get(pk=project.pk)
+        existing = reference_policy(project)
+        if existing is not None:
+            return existing, False
+        checkpoint = checkpoint_register(
+            project=project, kind=Checkpoint.Kind.POLICY, path=path, name="round 0", activate=True,
+        )
     return checkpoint, True
+
+
+def project_setup_pending(project: Project) -> Job | None:
+    """The project's queued or running set-up job, if any."""
+    return Job.objects.filter(
+        project=project, kind=Job.Kind.SETUP, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]
+    ).first()
+
+
+def project_policy_setup(*, project: Project, user: AbstractUser | None = None) -> Job | None:
+    """Register the round-0 policy now when its base is a ready safetensors folder; when a
+    GGUF must be converted first, queue a `setup` job instead (or return the one queued).
+
+    Returns the job, or None when the policy is registered (now or before).
+    """
+    if reference_policy(project) is not None:
+        return None
+    _, gguf = policy_base_source(project)
+    if gguf is None:
+        project_policy_init(project=project)
+        return None
+    pending = project_setup_pending(project)
+    if pending is not None:
+        return pending
+    with transaction.atomic():
+        job = Job.objects.create(kind=Job.Kind.SETUP, project=project, created_by=user,
+                                 params={"convert": gguf.name})
+        from feedback.services.runs import run_enqueue
+
+        run_enqueue(job)
+    return job
+
+
+def project_setup_run(job: Job, hooks: Hooks = NO_HOOKS) -> dict:
+    """The `setup` job's work: convert the GGUF base once, then register round 0."""
+    hooks.progress("converting", 0, 2)
+    hooks.check()
+    _, converted = policy_base_ensure(job.project)
+    hooks.check()
+    hooks.progress("registering", 1, 2)
+    checkpoint, created = project_policy_init(project=job.project)
+    hooks.progress("registered", 2, 2)
+    return {"checkpoint": checkpoint.pk, "converted": converted, "registered": created}
+
+
+def model_folder_check(field: str, value, *, allow_gguf: bool) -> str:
+    """A base model setting: empty (the bundled model), a folder with config.json and
+    weights, or (for policies) a .gguf file or a folder holding one. Nothing from a hub."""
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str) or len(value) > 500:
+        raise ProjectError(field, "must be a path of at most 500 characters")
+    value = value.strip()
+    try:
+        path = Path(value).expanduser()
+        exists = path.exists()
+    except (OSError, ValueError):  # NUL bytes, names too long, ...
+        exists = False
+    if not exists:
+        raise ProjectError(field, f"{value} does not exist on the server (a local model folder; hub ids are not fetched)")
+    if not path.is_absolute():
+        raise ProjectError(field, "must be an absolute path")
+    if allow_gguf and gguf_in(path) is not None:
+        return str(path)
+    if path.is_file() and path.suffix == ".gguf":
+        raise ProjectError(field, "a .gguf file cannot be a reward base; give a folder with config.json and weights")
+    if not path.is_dir() or not (path / "config.json").is_file():
+        also = " or a .gguf file" if allow_gguf else ""
+        raise ProjectError(field, f"must be a folder holding config.json and weights{also}")
+    if not any(next(path.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
+        raise ProjectError(field, f"{value} has config.json but no weights (*.safetensors or *.bin)")
+    return str(path)
+
+
+def project_fields_clean(data: dict, *, project: Project | None = None) -> dict:
+    """Check the editable settings present in `data`; a new project needs a name.
+
+    Unknown keys are ignored (the API's serializer lists what may be sent).
+    """
+    from feedback.services.generation import generation_config
+
+    if not isinstance(data, dict):
+        raise ProjectError("body", "must be an object")
+    cleaned = {}
+    if "name" in data or project is None:
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ProjectError("name", "is required")
+        name = name.strip()
+        if len(name) > NAME_MAX_LENGTH:
+            raise ProjectError("name", f"is longer than {NAME_MAX_LENGTH} characters")
+        taken = Project.objects.filter(name__iexact=name)
+        if project is not None:
+            taken = taken.exclude(pk=project.pk)
+        if taken.exists():
+            raise ProjectError("name", "another project has this name")
+        cleaned["name"] = name
+    if "guidelines" in data:
+        guidelines = data["guidelines"] if data["guidelines"] is not None else ""
+        if not isinstance(guidelines, str):
+            raise ProjectError("guidelines", "must be text (markdown)")
+        if len(guidelines.encode()) > GUIDELINES_MAX_BYTES:
+            raise ProjectError("guidelines", f"is larger than {GUIDELINES_MAX_BYTES // 1000} KB")
+        cleaned["guidelines"] = guidelines
+    if "votes_per_comparison" in data:
+        if not int_in_range(data["votes_per_comparison"], 1, 100):
+            raise ProjectError("votes_per_comparison", "must be an integer between 1 and 100")
+        cleaned["votes_per_comparison"] = data["votes_per_comparison"]
+    if "policy_base_model" in data:
+        cleaned["policy_base_model"] = model_folder_check("policy_base_model", data["policy_base_model"], allow_gguf=True)
+    if "reward_base_model" in data:
+        cleaned["reward_base_model"] = model_folder_check("reward_base_model", data["reward_base_model"], allow_gguf=False)
+    if "generation_settings" in data:
+        settings_ = data["generation_settings"]
+        if not isinstance(settings_, dict):
+            raise ProjectError("generation_settings", "must be an object")
+        try:
+            generation_config(Project(generation_settings=settings_))
+        except ConfigError as exc:
+            raise ProjectError(f"generation_settings.{exc.field}", exc.reason) from None
+        cleaned["generation_settings"] = settings_
+    return cleaned
+
+
+def project_create(*, data: dict, user: AbstractUser | None = None) -> tuple[Project, Job | None]:
+    """Create a project and register (or queue the set-up of) its round-0 policy.
+
+    Returns (project, setup job or None when round 0 is registered already).
+    """
+    fields = project_fields_clean(data)
+    with transaction.atomic():
+        project = Project.objects.create(**fields)
+        job = project_policy_setup(project=project, user=user)
+    return project, job
+
+
+def project_update(*, project: Project, data: dict, user: AbstractUser | None = None) -> tuple[Project, Job | None]:
+    """Change a project's settings. The policy base is fixed once round 0 is registered
+    (every later checkpoint descends from it); until then, saving retries the set-up."""
+    fields = project_fields_clean(data, project=project)
+    base_changes = "policy_base_model" in fields and fields["policy_base_model"] != project.policy_base_model
+    if base_changes and reference_policy(project) is not None:
+        raise ProjectError("policy_base_model", "cannot change once round 0 is registered; create a new project")
+    with transaction.atomic():
+        for name, value in fields.items():
+            setattr(project, name, value)
+        if fields:
+            project.save(update_fields=list(fields))
+        job = None
+        if reference_policy(project) is None:
+            job = project_policy_setup(project=project, user=user)
+    return project, job
+
+
+def project_archive(*, project: Project) -> Project:
+    """Hide the project from annotators and stop new rounds and batches (reversible)."""
+    Project.objects.filter(pk=project.pk, archived_at__isnull=True).update(archived_at=timezone.now())
+    project.refresh_from_db(fields=["archived_at"])
+    return project
+
+
+def project_unarchive(*, project: Project) -> Project:
+    Project.objects.filter(pk=project.pk).update(archived_at=None)
+    project.archived_at = None
+    return project
+
+
+def project_ensure_not_archived(project: Project, error=ProjectError) -> None:
+    """Raise `error` naming the project when it is archived (no new rounds or batches)."""
+    if project.archived_at is not None:
+        raise error("project", "is archived; unarchive it first")
+
+
+def membership_add(*, project: Project, user: AbstractUser, role: str = ProjectMembership.Role.ANNOTATOR
+                   ) -> tuple[ProjectMembership, bool]:
+    """Give `user` access to `project` (or change their role). Returns (membership, created)."""
+    if role not in ProjectMembership.Role.values:
+        raise ProjectError("role", f"must be one of {', '.join(ProjectMembership.Role.values)}")
+    if not user.is_active:
+        raise ProjectError("user", "is deactivated")
+    membership, created = ProjectMembership.objects.update_or_create(project=project, user=user,
+                                                                     defaults={"role": role})
+    return membership, created
+
+
+def membership_remove(*, project: Project, user: AbstractUser) -> bool:
+    """Take `user` off `project`; their live reservations return to the pool at once
+    instead of blocking a slot until they expire. Their votes stay."""
+    with transaction.atomic():
+        deleted, _ = ProjectMembership.objects.filter(project=project, user=user).delete()
+        Assignment.objects.filter(annotator=user, comparison__project=project,
+                                  status=Assignment.Status.RESERVED).delete()
+    return bool(deleted)
 
 
 def refresh_planner_statistics() -> None:
@@ -83,10 +361,10 @@ def refresh_planner_statistics() -> None:
             cursor.execute("ANALYZE feedback_prompt, feedback_sample, feedback_comparison")
 
 
-def comparisons_import(*, project: Project, rows: list, source: str = "import") -> list:
-    """Import pairs written elsewhere ({prompt, response_a, response_b, model_a?, model_b?}) atomically."""
-    from feedback.models import Comparison, Sample
-
+def comparison_rows_prepare(rows, *, holdout_percent: int = 0, tags=()) -> list[dict]:
+    """Validate imported pairs ({prompt, response_a, response_b, model_a?, model_b?, split?,
+    tags?}) into {messages, split, tags, response_a, response_b, model_a, model_b}."""
+    holdout_percent, extra_tags = import_options(holdout_percent=holdout_percent, tags=tags)
     if not isinstance(rows, list):
         raise PromptImportError(0, "body", "must be a list of objects")
     prepared = []
@@ -101,25 +379,43 @@ def comparisons_import(*, project: Project, rows: list, source: str = "import") 
                 raise PromptImportError(number, field, "is missing or empty")
             if len(value) > 50_000:
                 raise PromptImportError(number, field, "is longer than 50000 characters")
-        models = []
+        models = {}
         for field, default in (("model_a", "imported-a"), ("model_b", "imported-b")):
             value = row.get(field, default)
             if not isinstance(value, str) or not value.strip() or len(value) > 200:
                 raise PromptImportError(number, field, "must be a non-empty string of at most 200 characters")
-            models.append(value.strip())
-        prepared.append((messages, row["response_a"], row["response_b"], models))
+            models[field] = value.strip()
+        split, row_tags = _split_and_tags(number, row)
+        prepared.append({"messages": messages, "split": split, "tags": list(dict.fromkeys(row_tags + extra_tags)),
+                         "response_a": row["response_a"], "response_b": row["response_b"], **models})
+    _apply_split(prepared, holdout_percent)
+    return prepared
+
+
+def comparisons_preview(*, rows, holdout_percent: int = 0, tags=()) -> dict:
+    """What a pair import would create, without creating it (see prompts_preview)."""
+    return _preview(comparison_rows_prepare(rows, holdout_percent=holdout_percent, tags=tags))
+
+
+def comparisons_import(*, project: Project, rows: list, source: str = "import", holdout_percent: int = 0,
+                       tags=()) -> list:
+    """Import pairs written elsewhere ({prompt, response_a, response_b, model_a?, model_b?}) atomically."""
+    from feedback.models import Comparison, Sample
+
+    prepared = comparison_rows_prepare(rows, holdout_percent=holdout_percent, tags=tags)
     created = []
     # bulk inserts in chunks: 100,000 pairs are 400,000 rows
     with transaction.atomic():
         for start in range(0, len(prepared), 2000):
             chunk = prepared[start:start + 2000]
             prompts = Prompt.objects.bulk_create(
-                [Prompt(project=project, messages=messages, source=source) for messages, *_ in chunk]
+                [Prompt(project=project, messages=r["messages"], split=r["split"], tags=r["tags"], source=source)
+                 for r in chunk]
             )
             samples = Sample.objects.bulk_create([
-                Sample(prompt=prompt, model_name=model, text=text)
-                for prompt, (_, ra, rb, (ma, mb)) in zip(prompts, chunk)
-                for text, model in ((ra, ma), (rb, mb))
+                Sample(prompt=prompt, model_name=r[f"model_{side}"], text=r[f"response_{side}"])
+                for prompt, r in zip(prompts, chunk)
+                for side in "ab"
             ])
             created += Comparison.objects.bulk_create([
                 Comparison(project=project, prompt=prompt, sample_a=samples[2 * i], sample_b=samples[2 * i + 1],

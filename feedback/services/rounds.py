@@ -69,6 +69,8 @@ def round_launch(*, project: Project, launched_by: AbstractUser | None = None, c
 
     Raises QueueUnavailable (→ 503) when the broker refuses the task; the row is then gone.
     """
+    if project.archived_at is not None:
+        raise RoundError("project", "is archived; unarchive it first")
     resolved = round_config_resolve(project, config)
     if active_policy(project) is None:
         raise RoundError("project", "has no active policy checkpoint yet; run the set-up first")

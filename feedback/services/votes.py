@@ -65,6 +65,8 @@ def vote_submit(
             existing = Vote.objects.filter(comparison=comparison, annotator=annotator).first()
             if existing is not None:
                 return VoteResult(existing, False)
+            if comparison.status == Comparison.Status.RETIRED:
+                raise VoteError("comparison", "was retired by staff; it takes no more votes")
             if assignment.status == Assignment.Status.SKIPPED:
                 raise VoteError("assignment", "this comparison was skipped")
             if assignment.reserved_until < timezone.now() and _full(comparison, assignment):

@@ -22,7 +22,8 @@ def _client(user=None, token=False) -> APIClient:
 
 
 @pytest.fixture
-def project(tiny_models):
+def project(tiny_models, alice, bob):
+    """A project alice and bob annotate."""
     return make_project(tiny_models, first_batch=3)
 
 
@@ -52,6 +53,11 @@ def _endpoints(project):
         ("get", f"/api/v1/projects/{p}/export/?format=trl", None, 401, 403, 200),
         ("post", f"/api/v1/projects/{p}/batches/", {"prompts": 2}, 401, 403, 202),
         ("post", f"/api/v1/projects/{p}/exports/", {"format": "trl"}, 401, 403, 202),
+        ("get", f"/api/v1/projects/{p}/members/", None, 401, 403, 200),
+        ("post", f"/api/v1/projects/{p}/members/", {"username": "alice"}, 401, 403, 200),
+        ("delete", f"/api/v1/projects/{p}/members/999999/", None, 401, 403, 404),
+        ("post", f"/api/v1/projects/{p}/archive/", None, 401, 403, 200),
+        ("post", f"/api/v1/projects/{p}/unarchive/", None, 401, 403, 200),
         ("get", "/api/v1/jobs/", None, 401, 403, 200),
         ("get", "/api/v1/jobs/999999/", None, 401, 403, 404),
         ("post", "/api/v1/jobs/999999/cancel/", None, 401, 403, 404),

@@ -15,7 +15,7 @@ from feedback.demo_prompts import GUIDELINES, demo_prompt_rows
 from feedback.models import Comparison, Project
 from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
 from feedback.services.model_paths import policy_base_path
-from feedback.services.projects import project_policy_init, prompts_import
+from feedback.services.projects import membership_add, project_policy_init, prompts_import
 from training.progress import Hooks
 
 DEMO_PROJECT = "Demo assistant"
@@ -31,6 +31,7 @@ class Command(BaseCommand):
     def handle(self, *args, comparisons: int, **options):
         self._users()
         project = self._project()
+        self._members(project)
         self._policy(project)
         self._first_batch(project, comparisons)
         self.stdout.write(self.style.SUCCESS("Demo ready."))
@@ -67,6 +68,12 @@ class Command(BaseCommand):
                 prompts_import(project=project, rows=rows, source="demo")
                 self.stdout.write(f"    imported {len(rows)} prompts")
         return project
+
+    def _members(self, project: Project) -> None:
+        self._step("Demo annotator joins the demo project")
+        annotator = get_user_model().objects.get(username="annotator")
+        _, created = membership_add(project=project, user=annotator)
+        self.stdout.write("    added" if created else "    already a member, skipped")
 
     def _policy(self, project: Project) -> None:
         self._step("Round-0 policy (SmolLM2-135M-Instruct)")
