@@ -21,7 +21,7 @@ from feedback.services.checkpoints import checkpoint_register
 from feedback.services.errors import FieldError, int_in_range
 from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
 from feedback.services.model_paths import checkpoint_dir, reward_base_path
-from training.config import ConfigError, PPOConfig, RewardConfig, config_from_dict
+from training.config import ConfigError, GuardConfig, PPOConfig, RewardConfig, config_from_dict
 from training.progress import Cancelled, Hooks
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class RoundError(FieldError):
 def round_config_resolve(project: Project, config: dict | None) -> dict:
     """Fill defaults and validate; every error names the field (e.g. `ppo.steps`)."""
     config = dict(config or {})
-    known = {"reward", "ppo", "generation", "aggregation", *ROUND_DEFAULTS}
+    known = {"reward", "ppo", "guards", "generation", "aggregation", *ROUND_DEFAULTS}
     unknown = sorted(set(config) - known)
     if unknown:
         raise RoundError(unknown[0], f"unknown setting; known: {', '.join(sorted(known))}")
@@ -46,7 +46,7 @@ def round_config_resolve(project: Project, config: dict | None) -> dict:
         if not int_in_range(value, 1, 100_000):
             raise RoundError(key, "must be an integer between 1 and 100000")
         resolved[key] = value
-    for key, cls in (("reward", RewardConfig), ("ppo", PPOConfig)):
+    for key, cls in (("reward", RewardConfig), ("ppo", PPOConfig), ("guards", GuardConfig)):
         try:
             resolved[key] = asdict(config_from_dict(cls, config.get(key)))
         except ConfigError as exc:
