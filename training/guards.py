@@ -43,6 +43,7 @@ def words(text: str) -> list[str]:
 
 
 def ngrams(tokens: list[str], n: int) -> list[tuple]:
+    """The n-grams of a token list, in order."""
     return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
 
 
@@ -53,10 +54,12 @@ def distinct_n(texts: list[str], n: int) -> float:
 
 
 def _normal_line(line: str) -> str:
+    """A line without its list marker, case or runs of spaces: what makes two lines the same."""
     return " ".join(_LIST_MARKER.sub("", line.strip().lower()).split())
 
 
 def _repeat_share(items: list) -> float | None:
+    """Share of items equal to an earlier one; None for no items."""
     seen, repeated = set(), 0
     for item in items:
         repeated += item in seen
@@ -65,6 +68,7 @@ def _repeat_share(items: list) -> float | None:
 
 
 def _mean_over_answers(shares: list[float | None]) -> float:
+    """Mean of the answers' shares, skipping answers that had nothing to count."""
     # Averaged per answer, not pooled: one long looping answer among eight would
     # otherwise outweigh the seven others and read as a collapse.
     shares = [s for s in shares if s is not None]
@@ -184,6 +188,7 @@ def guards_verdict(new: dict, reference: dict, config: GuardConfig) -> dict:
 
 
 def _prompt_text(prompt) -> str:
+    """The last user turn of a prompt, as a reader would name it."""
     users = [m.get("content", "") for m in as_messages(prompt) if m.get("role") == "user"]
     return users[-1] if users else ""
 

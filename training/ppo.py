@@ -383,10 +383,12 @@ def train_ppo(
 
 
 def _copy_trainable(module: torch.nn.Module) -> dict:
+    """A detached copy of every trainable tensor, by parameter name."""
     return {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
 
 
 def _restore_trainable(module: torch.nn.Module, weights: dict) -> None:
+    """Put back the tensors `_copy_trainable` took."""
     with torch.no_grad():
         for name, p in module.named_parameters():
             if name in weights:

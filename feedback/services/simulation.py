@@ -72,6 +72,7 @@ def short_rule_met(text: str, limit: int) -> bool:
 
 
 def _positive_int(value: str, what: str) -> int:
+    """A rule's number, or a RuleError naming `what`."""
     if not value.isdigit() or int(value) < 1:
         raise RuleError(f"rule: {what} must be a whole number of at least 1, not {value!r}")
     return int(value)
