@@ -93,7 +93,7 @@ def test_simulate_prints_the_guards_and_goes_on_after_a_round_held_for_review(ti
     monkeypatch.setattr(simulate, "round_execute", execute_with_guards)
     project = make_project(tiny_models, first_batch=0, prompts=TINY_PROMPTS + [
         {"prompt": "say yes", "split": "held_out"}, {"prompt": "say no", "split": "held_out"}])
-    call_command("simulate", project=project.name, rule="contains:good", rounds=2, votes=12, eval_prompts=2,
+    call_command("simulate", project=project.name, rule="shorter", rounds=2, votes=12, eval_prompts=2,
                  round_config='{"min_pairs": 1, "next_batch_prompts": 2, "ppo": {"steps": 1, "batch_size": 2, '
                               '"mini_batch_size": 2, "max_new_tokens": 6}, "reward": {"epochs": 1}}')
     out = capsys.readouterr().out
