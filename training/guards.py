@@ -102,7 +102,8 @@ def answer_figures(answers: list[GeneratedSample], repeat_ngram: int = 3) -> dic
 
 
 @torch.no_grad()
-def answer_nll(model, tokenizer, prompts: list, answers: list[GeneratedSample], batch_size: int = 8) -> list[tuple[float, int]]:
+def answer_nll(model, tokenizer, prompts: list, answers: list[GeneratedSample],
+               batch_size: int = 8) -> list[tuple[float, int]]:
     """(summed negative log-likelihood, tokens) of each answer under `model`, given its prompt.
 
     The answer text is tokenized again (with EOS appended when it finished), so hand-made
@@ -171,7 +172,8 @@ def guards_verdict(new: dict, reference: dict, config: GuardConfig) -> dict:
     if config.eos_rate_min_ratio is not None:
         skipped = None
         if ref("eos_rate") < config.eos_rate_floor:
-            skipped = f"round 0 finishes {ref('eos_rate'):.0%} of answers, under eos_rate_floor {config.eos_rate_floor:g}"
+            skipped = (f"round 0 finishes {ref('eos_rate'):.0%} of answers, "
+                       f"under eos_rate_floor {config.eos_rate_floor:g}")
         check("eos_rate", "eos_rate", config.eos_rate_min_ratio * ref("eos_rate"), "below",
               f">= {config.eos_rate_min_ratio:g} x round 0", skipped)
     if config.length_min_ratio is not None:
