@@ -236,7 +236,10 @@ class GuardConfig:
     """Round 0's per-token negative log-likelihood of the new answers may not exceed its
     NLL of its own answers by more than this many nats (fluency). A policy at the KL
     ceiling moves the per-token NLL by roughly KL / length, ~0.3 nats at 15 over 48
-    tokens; 1.0 leaves room for that and catches text round 0 finds implausible."""
+    tokens; 1.0 leaves room for that and catches text round 0 finds implausible
+    (gibberish). It does not catch repetition: SmolLM2 gave its own answers 1.14
+    nats/token, the collapse of issue 12 0.38 (repetition is likely), and hand-written
+    fluent answers 3.0-3.3, so human text would trip it (BENCHMARKS.md, issue 12)."""
 
     def validate(self) -> "GuardConfig":
         _check(isinstance(self.enforce, bool), "enforce", "must be true or false")
