@@ -66,7 +66,7 @@ def metric_charts(rows: list[dict], series: list[tuple[str, str]]) -> list[LineC
 PPO_SERIES = [
     ("score", "mean RM score"), ("kl", "KL to reference"), ("entropy", "entropy"), ("approx_kl", "approx KL"),
     ("clipfrac", "policy clip fraction"), ("vf_loss", "value loss"), ("response_length", "response length"),
-    ("eos_fraction", "ending in EOS"),
+    ("eos_fraction", "ending in EOS"), ("kl_coef", "KL coefficient"),
 ]
 REWARD_SERIES = [("loss", "reward-model loss"), ("accuracy", "train accuracy"), ("margin", "train margin")]
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("studio/rounds/<int:round_id>/status.json", views_studio.round_status_json, name="round_status"),
     path("studio/rounds/<int:round_id>/cancel/", views_studio.round_cancel_view, name="round_cancel"),
     path("studio/rounds/<int:round_id>/retry/", views_studio.round_retry_view, name="round_retry"),
+    path("studio/rounds/<int:round_id>/review/", views_studio.round_review_view, name="round_review"),
     path("studio/projects/<int:project_id>/launch/", views_studio.round_launch_page, name="round_launch_page"),
     path("studio/projects/<int:project_id>/launch/plan/", views_studio.round_plan_partial, name="round_plan"),
     path("studio/projects/<int:project_id>/checkpoints/", views_studio.checkpoints_page, name="checkpoints"),

@@ -17,7 +17,7 @@ from feedback.selectors.studio import checkpoints_overview, round_plan, round_st
 from feedback.services.checkpoints import checkpoint_promote, checkpoint_rollback
 from feedback.services.errors import FieldError
 from feedback.services.playground import playground_pair_send, playground_stream
-from feedback.services.rounds import RoundError, round_cancel, round_launch, round_retry
+from feedback.services.rounds import RoundError, round_cancel, round_launch, round_retry, round_review
 from feedback.services.runs import QueueUnavailable, reap_quietly
 
 
@@ -47,6 +47,7 @@ def round_detail(request, round_id: int):
         "reward_summary": metrics.get("reward_summary", {}),
         "ppo_summary": metrics.get("ppo_summary", {}),
         "win_rate": round_win_rate(training_round),
+        "guards": metrics.get("guards"),
     })
 
 
@@ -219,3 +220,19 @@ def playground_send_view(request, project_id: int):
         return JsonResponse({"errors": exc.as_dict()}, status=400)
     return JsonResponse({"comparison": comparison.pk, "status": comparison.status,
                          "message": f"Comparison {comparison.pk} is in the annotators' queue."})
+
+
+@staff_member_required
+@require_POST
+def round_review_view(request, round_id: int):
+    """Promote or discard a round its degeneration guards held back."""
+    training_round = get_object_or_404(TrainingRound, pk=round_id)
+    try:
+        round_review(training_round=training_round, decision=request.POST.get("decision", ""),
+                     user=request.user, reason=request.POST.get("reason", "")[:500])
+    except FieldError as exc:
+        messages.error(request, f"Not reviewed: {exc}")
+    else:
+        done = {"promote": "its policy is now active", "discard": "discarded"}[request.POST["decision"]]
+        messages.success(request, f"Round {training_round.number}: {done}.")
+    return redirect("feedback:round_detail", round_id=training_round.pk)

@@ -1,4 +1,4 @@
-"""Dataclass configs for generation, reward-model training and PPO.
+"""Dataclass configs for generation, reward-model training, PPO and the degeneration guards.
 
 Each config is saved inside every checkpoint it produced (`rlhf_checkpoint.json`), so a
 checkpoint always says how it was made. Defaults are sized so that one demo round with
@@ -48,9 +48,12 @@ class GenerationConfig:
 class RewardConfig:
     """Training of the Bradley–Terry reward model."""
 
-    epochs: int = 8
-    """Passes over the training pairs (rounds bring tens to hundreds of pairs: 3 passes at
-    5e-5 left MiniLM at 0.67 held-out accuracy on 40 pairs where 8 at 1e-4 reached 1.0)."""
+    epochs: int = 3
+    """Passes over the training pairs. The model starts from the previous round's, and
+    `min_steps` raises the passes on a small snapshot: 3 passes (at least 40 steps) at 1e-4
+    reached held-out accuracy 0.93-1.0 in every round of BENCHMARKS.md's three-round runs
+    in 63-83 s, where 8 passes over all pairs so far took up to 173 s a round. (3 passes at
+    5e-5 without the minimum left MiniLM at 0.67 on 40 pairs.)"""
     batch_size: int = 16
     """Pairs per optimizer step."""
     min_steps: int = 40
@@ -90,8 +93,11 @@ class RewardConfig:
 class PPOConfig:
     """PPO on the policy, after "The N+ Implementation Details of RLHF with PPO" (Huang et al. 2024)."""
 
-    steps: int = 6
-    """Rollout/update iterations; each samples `batch_size` prompts."""
+    steps: int = 12
+    """Rollout/update iterations; each samples `batch_size` prompts. 12 x 16 episodes is
+    what the simulated rounds of BENCHMARKS.md ran (PPO ~420 s a round on 2 CPU cores);
+    6 steps learned too little to pass the goal in three rounds. The KL controller and
+    `kl_max` keep the extra steps from drifting."""
     batch_size: int = 16
     """Prompts (episodes) per rollout. On a CPU, sampling 16 costs little more than
     sampling 8 and the update costs the same per episode: a step of 16 took ~36 s where
@@ -110,7 +116,28 @@ class PPOConfig:
     temperature: float = 0.7
     """Sampling temperature; logprobs of rollout, reference and update all use it."""
     kl_coef: float = 0.05
-    """Per-token KL penalty (k1 estimator) against the frozen reference."""
+    """Per-token KL penalty (k1 estimator) against the frozen reference; with `adaptive_kl`
+    the starting value of the coefficient, which the controller then moves every step."""
+    adaptive_kl: bool = True
+    """Steer `kl_coef` towards `kl_target` with the adaptive controller of Ziegler et al.
+    (2019) (training/kl.py). Off: `kl_coef` stays fixed, as before."""
+    kl_target: float = 6.0
+    """KL to round 0 (nats per response, summed over tokens) the controller aims at in every
+    round. The reference is round 0, so this bounds the total drift, not a round's step.
+    6 is an educated first value, not a measured optimum: in BENCHMARKS.md's simulated
+    rounds the policy was fluent and starting to win at KL 4.5-6.3, still gave real advice
+    at 12-17.5, and had collapsed into empty numbered lists at 28-35. Measuring it is owed
+    (BENCHMARKS.md, "To measure")."""
+    kl_horizon: float = 32.0
+    """Episodes over which the controller closes the gap to the target (K_beta = batch /
+    horizon). Ziegler et al. use 10,000 for runs some six times longer; a round here is
+    ~100-200 episodes, so 32 keeps that ratio and lets the coefficient move up to x1.1
+    per step of 16 episodes."""
+    kl_max: float | None = 15.0
+    """Hard ceiling on the KL to round 0: a rollout that measures more stops PPO, and the
+    round keeps the last policy whose own rollout measured under it (the weights before
+    the update that crossed it). None turns the ceiling off. 15 is 2.5x the target and
+    below the KL at which BENCHMARKS.md's policies collapsed (28-35)."""
     missing_eos_penalty: float = 1.0
     """Subtracted from the score of a response that never emitted EOS. With a short
     `max_new_tokens` most answers are cut off; set 0 when annotators judge cut-off text as is."""
@@ -118,11 +145,12 @@ class PPOConfig:
     """Whiten the per-token rewards before GAE."""
     gamma: float = 1.0
     """Discount; 1.0 as in the paper (episodes are short)."""
-    lam: float = 0.95
+    lam: float = 1.0
     """GAE lambda. The value head starts at zero (see training/ppo.py), so until it has
     learned, lambda < 1 passes only lambda^(T-t) of the final score back to token t: early
     tokens get almost no credit in a first short round. 1.0 (Monte-Carlo returns minus the
-    value) learned faster in the simulated rounds of BENCHMARKS.md; 0.95 is the paper's."""
+    value) nearly doubled the effect of a round in BENCHMARKS.md and every simulated run
+    there used it; 0.95 is the paper's."""
     cliprange: float = 0.2
     """Policy ratio clip."""
     cliprange_value: float = 0.2
@@ -153,11 +181,83 @@ class PPOConfig:
         _check(1 <= self.max_new_tokens <= 2048, "max_new_tokens", "must be between 1 and 2048")
         _check(0 < self.temperature <= 5, "temperature", "must be in (0, 5]")
         _check(self.kl_coef >= 0, "kl_coef", "must be >= 0")
+        _check(self.kl_target > 0, "kl_target", "must be > 0")
+        _check(self.kl_horizon > 0, "kl_horizon", "must be > 0")
+        _check(self.kl_max is None or self.kl_max > 0, "kl_max", "must be > 0, or null for no ceiling")
         _check(0 < self.gamma <= 1, "gamma", "must be in (0, 1]")
         _check(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
         _check(0 < self.cliprange < 1, "cliprange", "must be in (0, 1)")
         _check(self.cliprange_value > 0, "cliprange_value", "must be > 0")
         _check(self.lora_r >= 1, "lora_r", "must be >= 1")
+        return self
+
+
+@dataclass
+class GuardConfig:
+    """Degeneration guards: figures of a new policy's answers against round 0's on the same
+    held-out prompts, and the limits that hold a checkpoint back (training/guards.py).
+
+    A limit of None turns that guard off. The defaults pass fluent, varied answers and
+    fail the collapse seen in issue 12 (every answer "Here's a rough guide:" and numbered
+    lines of asterisks to the token limit); they are set by reasoning about those two
+    cases, not yet by measurement on real rounds (BENCHMARKS.md, "To measure").
+    """
+
+    enforce: bool = True
+    """Hold back a checkpoint that trips a guard. Off: the figures are still computed and
+    reported, and the round activates its policy whatever they say."""
+    prompts: int = 8
+    """Held-out prompts answered by each policy (one answer each)."""
+    max_new_tokens: int | None = None
+    """Answer length limit; None uses the project's generation setting."""
+    seed: int = 0
+    """Sampling seed, so that every round's guards sample the same way."""
+    repeat_ngram: int = 3
+    """n of the repeated n-gram share: word 3-grams rarely recur inside a fluent answer."""
+    distinct_1_min_ratio: float | None = 0.5
+    """New distinct-1 may not fall below this share of round 0's."""
+    distinct_2_min_ratio: float | None = 0.6
+    """New distinct-2 may not fall below this share of round 0's."""
+    repeated_line_max_increase: float | None = 0.2
+    """Share of repeated lines may not rise more than this above round 0's."""
+    repeated_ngram_max_increase: float | None = 0.2
+    """Share of repeated n-grams may not rise more than this above round 0's."""
+    eos_rate_min_ratio: float | None = 0.5
+    """Share of answers that finish (EOS) may not fall below this share of round 0's."""
+    eos_rate_floor: float = 0.1
+    """Below this round-0 EOS rate the EOS guard does not apply: when round 0 hardly ever
+    finishes inside the limit, a new policy that does not either says nothing."""
+    length_min_ratio: float | None = 0.2
+    """Mean answer length (tokens) may not fall below this share of round 0's (collapse
+    to empty answers)."""
+    length_max_ratio: float | None = 2.0
+    """Mean answer length may not rise above this multiple of round 0's."""
+    nll_max_increase: float | None = 1.0
+    """Round 0's per-token negative log-likelihood of the new answers may not exceed its
+    NLL of its own answers by more than this many nats (fluency). A policy at the KL
+    ceiling moves the per-token NLL by roughly KL / length, ~0.3 nats at 15 over 48
+    tokens; 1.0 leaves room for that and catches text round 0 finds implausible
+    (gibberish). It does not catch repetition: SmolLM2 gave its own answers 1.14
+    nats/token, the collapse of issue 12 0.38 (repetition is likely), and hand-written
+    fluent answers 3.0-3.3, so human text would trip it (BENCHMARKS.md, issue 12)."""
+
+    def validate(self) -> "GuardConfig":
+        _check(isinstance(self.enforce, bool), "enforce", "must be true or false")
+        _check(1 <= self.prompts <= 256, "prompts", "must be between 1 and 256")
+        _check(self.max_new_tokens is None or 1 <= self.max_new_tokens <= 4096, "max_new_tokens",
+               "must be between 1 and 4096, or null for the project's setting")
+        _check(1 <= self.repeat_ngram <= 10, "repeat_ngram", "must be between 1 and 10")
+        for name in ("distinct_1_min_ratio", "distinct_2_min_ratio", "eos_rate_min_ratio", "length_min_ratio"):
+            value = getattr(self, name)
+            _check(value is None or 0 <= value <= 1, name, "must be in [0, 1], or null to turn the guard off")
+        for name in ("repeated_line_max_increase", "repeated_ngram_max_increase"):
+            value = getattr(self, name)
+            _check(value is None or 0 <= value <= 1, name, "must be in [0, 1], or null to turn the guard off")
+        _check(self.length_max_ratio is None or self.length_max_ratio >= 1, "length_max_ratio",
+               "must be >= 1, or null to turn the guard off")
+        _check(self.nll_max_increase is None or self.nll_max_increase >= 0, "nll_max_increase",
+               "must be >= 0, or null to turn the guard off")
+        _check(0 <= self.eos_rate_floor <= 1, "eos_rate_floor", "must be in [0, 1]")
         return self
 
 

@@ -13,7 +13,11 @@ https://arxiv.org/abs/2403.17031 — the details, and where each one lives below
   tokenizer (it may differ from the policy's), shifted and scaled to mean 0 and std 1 on
   the responses the reward model was trained on (the paper's reward normalization; the
   shift and scale come with the reward model, see training/reward.py);
-- GAE with gamma=1, lambda=0.95; advantages whitened; optional reward whitening;
+- the KL coefficient is steered towards a KL target by the adaptive controller of
+  Ziegler et al. (2019) (training/kl.py), and a rollout whose KL passes the hard
+  ceiling `kl_max` ends PPO early (see `train_ppo`);
+- GAE (the paper's gamma=1, lambda=0.95; lambda is 1.0 here by default, see PPOConfig);
+  advantages whitened; optional reward whitening;
 - clipped surrogate policy loss and clipped value loss; several epochs of minibatches;
 - dropout off everywhere.
 
@@ -34,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from training.checkpoints import atomic_directory, write_manifest
 from training.config import PPOConfig, config_to_dict
 from training.generation import decode_responses, position_ids_from_mask, sample
+from training.kl import kl_controller
 from training.models import adapter_base_path, is_adapter_checkpoint, load_policy, load_reward_model
 from training.progress import NO_HOOKS, Hooks
 from training.reward import normalized_score as reward_score, score_normalization
@@ -210,6 +215,15 @@ def train_ppo(
 
     `reference_path` is the frozen policy the KL penalty is measured against (round 0).
     Returns {"steps": [per-step metrics], "summary": {...}}.
+
+    Early stop: step t's rollout measures the KL of the policy after t-1 updates. When it
+    passes `config.kl_max`, no more updates are made and the weights go back to the last
+    policy whose own rollout measured under the ceiling (a copy of the trainable weights
+    is kept before every update; they are LoRA adapters and the value head by default).
+    So the saved policy is one whose KL was seen under the ceiling, never one known to be
+    over it. If step 1 already measures over (the parent is over), the parent is saved
+    unchanged. The summary says `early_stopped` and why (`stop_reason`), and its
+    `final_*` figures then describe the kept policy's own rollout.
     """
     config = (config or PPOConfig()).validate()
     if not prompts:
@@ -234,6 +248,11 @@ def train_ppo(
     random.shuffle(order)
     cursor = 0
     step_metrics = []
+    kl_ctl = kl_controller(kl_coef=config.kl_coef, adaptive=config.adaptive_kl, target=config.kl_target,
+                           horizon=config.kl_horizon)
+    kept_weights = None  # trainable weights of the last policy measured under kl_max
+    kept_step = None  # the step whose rollout measured that policy
+    stop_reason = None
     started = time.monotonic()
     hooks.progress("ppo", 0, config.steps)
 
@@ -266,7 +285,8 @@ def train_ppo(
             scores = torch.where(ended, scores, scores - config.missing_eos_penalty)
 
             kl = (old_logprobs - ref_logprobs) * mask
-            non_score_reward = -config.kl_coef * kl
+            kl_coef = kl_ctl.value
+            non_score_reward = -kl_coef * kl
             rewards = non_score_reward.clone()
             last = (response_mask.sum(1) - 1).clamp(min=0)
             rewards[torch.arange(rewards.shape[0]), last] += scores
@@ -274,6 +294,25 @@ def train_ppo(
                 rewards = masked_whiten(rewards, mask, shift_mean=False)
             advantages, returns = compute_gae(rewards, old_values, mask, config.gamma, config.lam)
             advantages = masked_whiten(advantages, mask)
+        rollout = {
+            "step": step,
+            "score": float(scores.mean()),
+            "kl": float(kl.sum(1).mean()),
+            "kl_coef": kl_coef,
+            "non_score_reward": float(non_score_reward.sum(1).mean()),
+            "response_length": float(response_mask.sum(1).float().mean()),
+            "eos_fraction": float(ended.float().mean()),
+        }
+        if config.kl_max is not None and rollout["kl"] > config.kl_max:
+            stop_reason = (f"KL to the reference {rollout['kl']:.2f} passed kl_max {config.kl_max:g} at step {step}; "
+                           + (f"kept the policy measured at step {kept_step}" if kept_step
+                              else "kept the parent unchanged"))
+            if kept_weights is not None:
+                _restore_trainable(module, kept_weights)
+            step_metrics.append({**rollout, "stopped": True})
+            hooks.progress("ppo", step, config.steps, step_metrics[-1])
+            break
+        kept_weights, kept_step = _copy_trainable(module), step
 
         # --- PPO epochs over minibatches -----------------------------------------
         stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac", "approx_kl", "entropy", "grad_norm")}
@@ -290,12 +329,10 @@ def train_ppo(
                 for key, value in step_stats.items():
                     stats[key].append(value)
 
+        kl_ctl.update(rollout["kl"], n)
         elapsed = time.monotonic() - t0
         metrics = {
-            "step": step,
-            "score": float(scores.mean()),
-            "kl": float(kl.sum(1).mean()),
-            "non_score_reward": float(non_score_reward.sum(1).mean()),
+            **rollout,
             "entropy": _avg(stats["entropy"]),
             "clipfrac": _avg(stats["clipfrac"]),
             "approx_kl": _avg(stats["approx_kl"]),
@@ -303,19 +340,29 @@ def train_ppo(
             "vf_loss": _avg(stats["vf_loss"]),
             "vf_clipfrac": _avg(stats["vf_clipfrac"]),
             "grad_norm": _avg(stats["grad_norm"]),
-            "response_length": float(response_mask.sum(1).float().mean()),
-            "eos_fraction": float(ended.float().mean()),
             "episodes_per_s": n / elapsed if elapsed > 0 else 0.0,
         }
         step_metrics.append(metrics)
         hooks.progress("ppo", step, config.steps, metrics)
 
+    if stop_reason is None:
+        final, updates = step_metrics[-1], len(step_metrics)
+    else:
+        # the kept policy is the one step `kept_step` sampled from: kept_step - 1 updates in
+        final = step_metrics[kept_step - 1] if kept_step else step_metrics[-1]
+        updates = kept_step - 1 if kept_step else 0
     summary = {
         "steps": len(step_metrics),
+        "updates": updates,
         "seconds": round(time.monotonic() - started, 2),
-        **{f"final_{k}": step_metrics[-1][k] for k in ("score", "kl", "entropy", "response_length", "eos_fraction")},
+        **{f"final_{k}": final.get(k) for k in ("score", "kl", "entropy", "response_length", "eos_fraction")},
         "mean_score": _avg([m["score"] for m in step_metrics]),
         "mean_kl": _avg([m["kl"] for m in step_metrics]),
+        "final_kl_coef": kl_ctl.value,
+        "kl_target": config.kl_target if config.adaptive_kl else None,
+        "kl_max": config.kl_max,
+        "early_stopped": stop_reason is not None,
+        "stop_reason": stop_reason,
     }
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -333,6 +380,19 @@ def train_ppo(
             **(manifest or {}),
         })
     return {"steps": step_metrics, "summary": summary}
+
+
+def _copy_trainable(module: torch.nn.Module) -> dict:
+    """A detached copy of every trainable tensor, by parameter name."""
+    return {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
+
+
+def _restore_trainable(module: torch.nn.Module, weights: dict) -> None:
+    """Put back the tensors `_copy_trainable` took."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name in weights:
+                p.copy_(weights[name])
 
 
 def _avg(values: list[float]) -> float:

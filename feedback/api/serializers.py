@@ -91,6 +91,13 @@ class RoundSerializer(serializers.ModelSerializer):
                   "attempts", "heartbeat_at", "timings", "created_at", "started_at", "finished_at"]
 
 
+class RoundReviewSerializer(serializers.Serializer):
+    """A staff decision on a round held for review."""
+
+    decision = serializers.ChoiceField(choices=["promote", "discard"])
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
 class RoundLaunchSerializer(serializers.Serializer):
     """The config of a round to launch; validated in full by the service."""
 

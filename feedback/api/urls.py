@@ -13,6 +13,8 @@ router.register("jobs", views.JobViewSet, basename="job")
 rounds = views.RoundViewSet.as_view({"get": "list", "post": "create"})
 round_detail = views.RoundViewSet.as_view({"get": "retrieve"})
 round_cancel = views.RoundViewSet.as_view({"post": "cancel"})
+round_review = views.RoundViewSet.as_view({"post": "review"})
+round_retry = views.RoundViewSet.as_view({"post": "retry"})
 checkpoints = views.CheckpointViewSet.as_view({"get": "list"})
 checkpoint_promote = views.CheckpointViewSet.as_view({"post": "promote"})
 
@@ -21,6 +23,8 @@ urlpatterns = [
     path("projects/<int:project_pk>/rounds/", rounds, name="round-list"),
     path("projects/<int:project_pk>/rounds/<int:number>/", round_detail, name="round-detail"),
     path("projects/<int:project_pk>/rounds/<int:number>/cancel/", round_cancel, name="round-cancel"),
+    path("projects/<int:project_pk>/rounds/<int:number>/review/", round_review, name="round-review"),
+    path("projects/<int:project_pk>/rounds/<int:number>/retry/", round_retry, name="round-retry"),
     path("projects/<int:project_pk>/checkpoints/", checkpoints, name="checkpoint-list"),
     path("projects/<int:project_pk>/checkpoints/<int:pk>/promote/", checkpoint_promote, name="checkpoint-promote"),
     path("comparisons/<int:comparison_id>/votes/", views.vote_create, name="vote-create"),

@@ -23,6 +23,7 @@ from feedback.api.serializers import (
     ProjectAnnotatorSerializer,
     ProjectSerializer,
     RoundLaunchSerializer,
+    RoundReviewSerializer,
     RoundSerializer,
     VoteInSerializer,
     VoteSerializer,
@@ -53,7 +54,7 @@ from feedback.services.projects import (
     project_update,
     prompts_import,
 )
-from feedback.services.rounds import round_cancel, round_launch
+from feedback.services.rounds import round_cancel, round_launch, round_retry, round_review
 from feedback.services.votes import vote_submit
 
 
@@ -309,6 +310,24 @@ class RoundViewSet(viewsets.GenericViewSet):
     def cancel(self, request, project_pk=None, number=None):
         training_round = round_cancel(training_round=get_object_or_404(self.get_queryset(), number=number))
         return Response(RoundSerializer(training_round).data)
+
+    @extend_schema(request=RoundReviewSerializer, responses={200: RoundSerializer})
+    @action(detail=True, methods=["post"])
+    def review(self, request, project_pk=None, number=None):
+        """Promote or discard a round whose degeneration guards held its policy back."""
+        body = RoundReviewSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        training_round = round_review(training_round=get_object_or_404(self.get_queryset(), number=number),
+                                      user=request.user, **body.validated_data)
+        return Response(RoundSerializer(training_round).data)
+
+    @extend_schema(request=None, responses={201: RoundSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, project_pk=None, number=None):
+        """Launch a new round with the settings of a failed, cancelled or discarded one."""
+        new = round_retry(training_round=get_object_or_404(self.get_queryset(), number=number),
+                          launched_by=request.user)
+        return Response(RoundSerializer(new).data, status=status.HTTP_201_CREATED)
 
 
 class CheckpointViewSet(viewsets.GenericViewSet):

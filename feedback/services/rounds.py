@@ -23,10 +23,11 @@ from feedback.services.checkpoints import checkpoint_activate, checkpoint_regist
 from feedback.services.errors import FieldError, int_in_range
 from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
 from feedback.services.model_paths import checkpoint_dir, reward_base_path
-from training.config import ConfigError, PPOConfig, RewardConfig, config_from_dict
+from feedback.services.guards import guards_hold_back, round_guards_evaluate
 from feedback.services.runs import (
     RunLost, RunProgress, reap_quietly, run_cancel, run_enqueue, run_execute, run_finish, run_set_stage,
 )
+from training.config import ConfigError, GuardConfig, PPOConfig, RewardConfig, config_from_dict
 from training.progress import Cancelled
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class RoundError(FieldError):
 def round_config_resolve(project: Project, config: dict | None) -> dict:
     """Fill defaults and validate; every error names the field (e.g. `ppo.steps`)."""
     config = dict(config or {})
-    known = {"reward", "ppo", "generation", "aggregation", *ROUND_DEFAULTS}
+    known = {"reward", "ppo", "guards", "generation", "aggregation", *ROUND_DEFAULTS}
     unknown = sorted(set(config) - known)
     if unknown:
         raise RoundError(unknown[0], f"unknown setting; known: {', '.join(sorted(known))}")
@@ -51,7 +52,7 @@ def round_config_resolve(project: Project, config: dict | None) -> dict:
         if not int_in_range(value, 1, 100_000):
             raise RoundError(key, "must be an integer between 1 and 100000")
         resolved[key] = value
-    for key, cls in (("reward", RewardConfig), ("ppo", PPOConfig)):
+    for key, cls in (("reward", RewardConfig), ("ppo", PPOConfig), ("guards", GuardConfig)):
         try:
             resolved[key] = asdict(config_from_dict(cls, config.get(key)))
         except ConfigError as exc:
@@ -201,8 +202,26 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
     training_round.policy_checkpoint = policy_ckpt
     TrainingRound.objects.filter(pk=round_id).update(policy_checkpoint=policy_ckpt, metrics=metrics)
 
-    next_stage(TrainingRound.Status.GENERATING)
+    # Degeneration guards on held-out prompts, against round 0: a policy that games the
+    # reward model (repetition, no EOS, ...) is kept for review instead of going live.
     from training.config import GenerationConfig
+
+    generation = GenerationConfig(**config["generation"])
+    guards = round_guards_evaluate(
+        project=project, parent_path=parent.path, new_policy_path=policy_ckpt.path, reference_path=reference.path,
+        config=config_from_dict(GuardConfig, config.get("guards")), hooks=hooks, generation=generation,
+    )
+    metrics["guards"] = guards
+    TrainingRound.objects.filter(pk=round_id).update(metrics=metrics)
+    hooks.check()
+    if guards_hold_back(guards):
+        timings[TrainingRound.Status.PPO] = round(time.monotonic() - stage_started, 2)
+        tripped = ", ".join(guards["tripped"])
+        return {"status": TrainingRound.Status.NEEDS_REVIEW, "metrics": metrics, "timings": timings,
+                "error": f"held for review: the new policy tripped the degeneration guard(s) {tripped}; "
+                         "it is registered but not active. Promote or discard it."}
+
+    next_stage(TrainingRound.Status.GENERATING)
 
     def complete(comparisons: list) -> None:
         # In the transaction that stores the next batch: lock the round, make sure it is
@@ -222,7 +241,35 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
         project=project,
         prompts=prompts_for_batch(project, config["next_batch_prompts"]),
         checkpoint_a=policy_ckpt, checkpoint_b=parent, batch=training_round.number,
-        training_round=training_round, config=GenerationConfig(**config["generation"]), hooks=hooks,
+        training_round=training_round, config=generation, hooks=hooks,
         finalize=complete,
     )
     return None  # complete() ended the round
+
+
+def round_review(*, training_round: TrainingRound, decision: str, user: AbstractUser | None = None,
+                 reason: str = "") -> TrainingRound:
+    """Staff decide on a round its guards held back: promote its policy (round done) or discard it."""
+    from feedback.services.checkpoints import checkpoint_promote
+
+    if decision not in ("promote", "discard"):
+        raise RoundError("decision", "must be promote or discard")
+    with transaction.atomic():
+        # Lock the round: two reviewers clicking at once must not both act.
+        locked = TrainingRound.objects.select_for_update().get(pk=training_round.pk)
+        if locked.status != TrainingRound.Status.NEEDS_REVIEW:
+            raise RoundError("round", f"is {locked.get_status_display()}; only a round that needs review can be reviewed")
+        metrics = dict(locked.metrics or {})
+        metrics["review"] = {"decision": decision, "by": getattr(user, "username", None), "reason": reason,
+                             "at": timezone.now().isoformat()}
+        if decision == "promote":
+            if locked.policy_checkpoint is None:
+                raise RoundError("round", "has no policy checkpoint to promote")
+            checkpoint_promote(checkpoint=locked.policy_checkpoint, user=user,
+                               reason=reason or f"round {locked.number} promoted after review of its guards")
+            status = TrainingRound.Status.DONE
+        else:
+            status = TrainingRound.Status.DISCARDED
+        TrainingRound.objects.filter(pk=locked.pk).update(status=status, metrics=metrics)
+    training_round.refresh_from_db()
+    return training_round

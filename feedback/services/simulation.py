@@ -43,11 +43,60 @@ class Oracle:
         return choice
 
 
+RULES = "contains:WORD, shorter, question, list:ITEMS:WORDS or short:N"
+
+_REAL_WORD = re.compile(r"\b[^\W\d_]{2,}\b")
+_LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*+•])\s+(.*)$")
+
+
+def real_words(text: str) -> list[str]:
+    """Words of two or more letters and nothing else: "****", "2." and "s" are not words."""
+    return _REAL_WORD.findall(text)
+
+
+def list_rule_met(text: str, items: int, words: int) -> bool:
+    """A list of at least `items` items (numbered or bulleted lines) of at least `words` real words each."""
+    good = 0
+    for line in text.splitlines():
+        match = _LIST_ITEM.match(line)
+        if match and len(real_words(match.group(1))) >= words:
+            good += 1
+    return good >= items
+
+
+def short_rule_met(text: str, limit: int) -> bool:
+    """Under `limit` words, at least one of them a real word, ending with a full stop (not "...")."""
+    text = text.strip()
+    return (len(text.split()) < limit and bool(real_words(text))
+            and text.endswith(".") and not text.endswith(".."))
+
+
+def _positive_int(value: str, what: str) -> int:
+    """A rule's number, or a RuleError naming `what`."""
+    if not value.isdigit() or int(value) < 1:
+        raise RuleError(f"rule: {what} must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 def oracle_from_rule(rule: str, noise: float = 0.0, seed: int = 0) -> Oracle:
-    """`contains:WORD`, `shorter` or `question` (prefers responses ending with a question)."""
+    """`contains:WORD`, `shorter`, `question` (prefers responses ending with a question), or
+    the strict rules a degenerate answer cannot meet: `list:ITEMS:WORDS` (a list of at least
+    ITEMS items of at least WORDS real words each) and `short:N` (under N words, ending
+    with a full stop)."""
     if not 0.0 <= noise < 0.5:
         raise RuleError("noise: must be in [0, 0.5)")
     rng = random.Random(seed)
+    if rule.startswith("list:"):
+        parts = rule.split(":")
+        if len(parts) != 3:
+            raise RuleError("rule: list needs items and words, e.g. list:3:4")
+        items, words = _positive_int(parts[1], "list items"), _positive_int(parts[2], "words per item")
+        return Oracle(rule, lambda text: float(list_rule_met(text, items, words)), noise, rng)
+    if rule.startswith("short:"):
+        limit = _positive_int(rule.split(":", 1)[1], "short's word limit")
+        if limit < 2:
+            raise RuleError("rule: short's word limit must be at least 2 (an answer has at least one word)")
+        return Oracle(rule, lambda text: float(short_rule_met(text, limit)), noise, rng)
     if rule.startswith("contains:"):
         word = rule.split(":", 1)[1].strip().lower()
         if not word:
@@ -58,7 +107,7 @@ def oracle_from_rule(rule: str, noise: float = 0.0, seed: int = 0) -> Oracle:
         return Oracle(rule, lambda text: -float(len(text)), noise, rng)
     if rule == "question":
         return Oracle(rule, lambda text: float(text.rstrip().endswith("?")), noise, rng)
-    raise RuleError(f"rule: unknown rule {rule!r}; use contains:WORD, shorter or question")
+    raise RuleError(f"rule: unknown rule {rule!r}; use {RULES}")
 
 
 def simulated_annotator(name: str = "sim-oracle"):
@@ -154,6 +203,33 @@ def oracle_compare(oracle: Oracle, new: list[str], old: list[str], samples: int)
         "new_rule_hit_rate": hits and hits[0],
         "old_rule_hit_rate": hits and hits[1],
     }
+
+
+def guard_summary(metrics: dict | None) -> dict | None:
+    """The guard figures a round stored in its metrics (under "guards"), without the samples; None if none."""
+    guards = (metrics or {}).get("guards")
+    if not guards:
+        return None
+    return {
+        "passed": guards.get("passed"), "tripped": guards.get("tripped", []), "enforced": guards.get("enforced"),
+        "new": guards.get("figures", {}).get("new"), "reference": guards.get("figures", {}).get("reference"),
+    }
+
+
+def describe_guards(summary: dict) -> str:
+    """One line: the verdict, then each figure as new vs round 0."""
+    new, ref = summary.get("new") or {}, summary.get("reference") or {}
+    figures = ", ".join(
+        f"{label} {new[key]:.2f} vs {ref[key]:.2f}"
+        for key, label in (("distinct_2", "distinct-2"), ("repeated_line_share", "repeated lines"),
+                           ("repeated_ngram_share", "repeated n-grams"), ("eos_rate", "EOS rate"),
+                           ("mean_length", "length"), ("nll", "round-0 NLL"))
+        if new.get(key) is not None and ref.get(key) is not None
+    )
+    verdict = "passed" if summary.get("passed") else f"TRIPPED {', '.join(summary.get('tripped') or [])}"
+    if not summary.get("passed") and not summary.get("enforced"):
+        verdict += " (not enforced)"
+    return f"guards {verdict}: {figures} (new vs round 0)"
 
 
 def reference_and_active(project: Project) -> tuple[Checkpoint, Checkpoint]:

@@ -63,7 +63,9 @@ def test_simulate_runs_rounds_with_oracle_votes(tiny_models, capsys):
         "explain the world", "how are you", "tell me something good", "what is green",
         {"prompt": "say yes", "split": "held_out"}, {"prompt": "say no", "split": "held_out"},
     ])
-    call_command("simulate", project=project.name, rule="contains:good", rounds=2, votes=12, eval_prompts=2,
+    # "shorter": two tiny-model samples nearly always differ in length, so every round gets
+    # pairs whatever state earlier tests left the global RNG in (contains:good sometimes got none)
+    call_command("simulate", project=project.name, rule="shorter", rounds=2, votes=12, eval_prompts=2,
                  round_config='{"min_pairs": 1, "next_batch_prompts": 2, "ppo": {"steps": 1, "batch_size": 2, '
                               '"mini_batch_size": 2, "max_new_tokens": 6}, "reward": {"epochs": 1}}')
     out = capsys.readouterr().out

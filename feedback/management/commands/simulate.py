@@ -4,7 +4,10 @@
 
 Each round: top up open comparisons from the active policy, let the oracle vote through
 the queue, run a training round in this process (the same service the worker runs),
-then measure on held-out prompts how often the oracle prefers the new policy to round 0.
+then measure on held-out prompts how often the oracle prefers the active policy to round 0,
+and print the round's degeneration guards when it computed them. A round whose guards
+held its policy back (`needs_review`) does not stop the run: the next round trains the
+still-active parent again, as it would in the studio until someone reviews it.
 """
 import json
 import time
@@ -15,7 +18,10 @@ from feedback.models import Project
 from feedback.services.rounds import RoundError, round_execute, round_launch
 from feedback.services.generation import generation_config
 from feedback.services.simulation import (
+    RULES,
     RuleError,
+    describe_guards,
+    guard_summary,
     ensure_open_comparisons,
     oracle_from_rule,
     oracle_vote,
@@ -32,7 +38,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="project name")
-        parser.add_argument("--rule", required=True, help="contains:WORD | shorter | question")
+        parser.add_argument("--rule", required=True, help=RULES)
         parser.add_argument("--noise", type=float, default=0.0, help="probability of flipping a vote (label noise)")
         parser.add_argument("--rounds", type=int, default=3)
         parser.add_argument("--votes", type=int, default=100, help="oracle votes before each round")
@@ -89,7 +95,7 @@ class Command(BaseCommand):
             except RoundError as exc:
                 raise CommandError(str(exc)) from None
             training_round = round_execute(training_round.pk)
-            if training_round.status != "done":
+            if training_round.status not in ("done", "needs_review"):
                 raise CommandError(f"round {training_round.number} {training_round.status}: {training_round.error}")
             reward = training_round.metrics["reward_summary"]
             ppo = training_round.metrics["ppo_summary"]
@@ -100,6 +106,9 @@ class Command(BaseCommand):
                 "round": training_round.number, "votes": counts, "eval": result,
                 "reward_eval_accuracy": reward.get("eval_accuracy"), "reward_eval_pairs": reward.get("eval_pairs"),
                 "ppo_mean_kl": ppo["mean_kl"], "ppo_final_kl": ppo["final_kl"], "ppo_mean_score": ppo["mean_score"],
+                "ppo_final_kl_coef": ppo.get("final_kl_coef"), "ppo_early_stopped": ppo.get("early_stopped"),
+                "ppo_stop_reason": ppo.get("stop_reason"), "status": training_round.status,
+                "guards": guard_summary(training_round.metrics),
                 "round_seconds": round_seconds, "stage_seconds": training_round.timings,
                 "simulated_seconds": time.monotonic() - started,
             })
@@ -109,6 +118,14 @@ class Command(BaseCommand):
                 f"(mean over steps {ppo['mean_kl']:.3f}), mean score {ppo['mean_score']:.3f}; "
                 f"round {round_seconds:.0f} s, with votes and evaluation {time.monotonic() - started:.0f} s"
             ))
+            if ppo.get("final_kl_coef") is not None:
+                self.stdout.write(f"    KL coefficient at the end {ppo['final_kl_coef']:.4f}"
+                                  + (f"; stopped early: {ppo['stop_reason']}" if ppo.get("early_stopped") else ""))
+            if rounds[-1]["guards"] is not None:
+                self.stdout.write(f"    {describe_guards(rounds[-1]['guards'])}")
+            if training_round.status == "needs_review":
+                self.stdout.write(self.style.WARNING(
+                    f"    round {training_round.number} needs review: its policy was registered, not activated"))
         if opts["report"]:
             with open(opts["report"], "w") as fh:
                 json.dump({"rule": opts["rule"], "noise": opts["noise"], "round_0": sanity, "rounds": rounds,
