@@ -22,6 +22,10 @@ class Project(models.Model):
         help_text="Path of the reward model's base. Empty: the bundled all-MiniLM-L6-v2.",
     )
     generation_settings = models.JSONField(default=default_generation_settings, blank=True)
+    guard_settings = models.JSONField(
+        default=dict, blank=True,
+        help_text="This project's degeneration-guard limits (training.config.GuardConfig); a round's own override them.",
+    )
     votes_per_comparison = models.PositiveSmallIntegerField(
         default=1, help_text="How many annotators vote on each comparison (overlap)."
     )

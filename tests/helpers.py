@@ -27,6 +27,9 @@ def make_project(tiny_models, *, name="Tiny", overlap=1, prompts=TINY_PROMPTS, f
         name=name, policy_base_model=tiny_models["policy"], reward_base_model=tiny_models["reward"],
         votes_per_comparison=overlap, guidelines="Prefer **helpful** answers.",
         generation_settings={"max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0, "batch_size": 4},
+        # Random tiny models trip the degeneration guards by chance; tests of the guards
+        # turn enforcement back on in the round's config.
+        guard_settings={"enforce": False},
     )
     if members is None:
         members = get_user_model().objects.filter(is_staff=False)

@@ -14,6 +14,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     """
 
     generation_settings = serializers.DictField(required=False)
+    guard_settings = serializers.DictField(required=False)
     votes_per_comparison = serializers.IntegerField(required=False, min_value=1, max_value=100)
     setup_job = serializers.SerializerMethodField()
     ready = serializers.SerializerMethodField()
@@ -21,6 +22,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["id", "name", "guidelines", "policy_base_model", "reward_base_model", "generation_settings",
+                  "guard_settings",
                   "votes_per_comparison", "archived_at", "created_at", "setup_job", "ready"]
         read_only_fields = ["id", "archived_at", "created_at"]
 

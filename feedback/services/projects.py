@@ -16,7 +16,7 @@ from feedback.selectors.checkpoints import reference_policy
 from feedback.services.checkpoints import checkpoint_register
 from feedback.services.errors import FieldError, RowError, int_in_range
 from feedback.services.model_paths import gguf_in, policy_base_ensure, policy_base_source
-from training.config import ConfigError
+from training.config import ConfigError, GuardConfig, config_from_dict
 from training.progress import NO_HOOKS, Hooks
 
 GUIDELINES_MAX_BYTES = 100_000
@@ -274,6 +274,15 @@ def project_fields_clean(data: dict, *, project: Project | None = None) -> dict:
         except ConfigError as exc:
             raise ProjectError(f"generation_settings.{exc.field}", exc.reason) from None
         cleaned["generation_settings"] = settings_
+    if "guard_settings" in data:
+        guards = data["guard_settings"]
+        if not isinstance(guards, dict):
+            raise ProjectError("guard_settings", "must be an object")
+        try:
+            config_from_dict(GuardConfig, guards)
+        except ConfigError as exc:
+            raise ProjectError(f"guard_settings.{exc.field}", exc.reason) from None
+        cleaned["guard_settings"] = guards
     return cleaned
 
 

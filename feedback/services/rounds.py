@@ -52,6 +52,8 @@ def round_config_resolve(project: Project, config: dict | None) -> dict:
         if not int_in_range(value, 1, 100_000):
             raise RoundError(key, "must be an integer between 1 and 100000")
         resolved[key] = value
+    # The project's guard limits are the base a round's own settings override.
+    config["guards"] = {**(project.guard_settings or {}), **(config.get("guards") or {})}
     for key, cls in (("reward", RewardConfig), ("ppo", PPOConfig), ("guards", GuardConfig)):
         try:
             resolved[key] = asdict(config_from_dict(cls, config.get(key)))

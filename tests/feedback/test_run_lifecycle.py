@@ -268,3 +268,90 @@ def test_duplicate_delivery_of_a_claimed_job_runs_it_once(tiny_models, admin_use
         t.join()
     assert sorted(r is None for r in results) == [False, True]
     assert Comparison.objects.filter(project=project).count() == 1
+
+
+def _tripping_guards(monkeypatch):
+    """The real guards run, and their verdict is that distinct-1 collapsed (what a degenerate policy gets)."""
+    real = rounds_service.round_guards_evaluate
+
+    def evaluate(**kwargs):
+        result = real(**kwargs)
+        return {**result, "passed": False, "tripped": ["distinct_1"]}
+
+    monkeypatch.setattr(rounds_service, "round_guards_evaluate", evaluate)
+
+
+def _round_with_votes(tiny_models, alice, **guards):
+    project = make_project(tiny_models, first_batch=6)
+    _vote_everything(project, [(alice, ["a", "b", "a", "b", "a", "b"])])
+    return project, _queued_round(project, min_pairs=4, next_batch_prompts=2, reward={"epochs": 1, "min_steps": 1},
+                                  ppo={"steps": 1, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1},
+                                  guards={"prompts": 2, "max_new_tokens": 6, "enforce": True, **guards})
+
+
+def test_a_policy_that_trips_a_guard_is_registered_but_not_activated_until_staff_promote_it(tiny_models, alice,
+                                                                                             admin_user, monkeypatch):
+    _tripping_guards(monkeypatch)
+    project, r = _round_with_votes(tiny_models, alice)
+    parent = Checkpoint.objects.get(project=project, kind="policy", is_active=True)
+
+    done = round_execute(r.pk)
+
+    assert done.status == "needs_review", done.error
+    assert "distinct_1" in done.error and "not active" in done.error
+    assert done.policy_checkpoint is not None and not done.policy_checkpoint.is_active
+    assert Checkpoint.objects.get(project=project, kind="policy", is_active=True).pk == parent.pk
+    assert not Comparison.objects.filter(round=done).exists()  # no batch from a policy nobody approved
+    assert len(done.metrics["guards"]["samples"]) == 2
+    # A held round does not block the project.
+    assert round_launch(project=project).status == "queued"
+    TrainingRound.objects.filter(project=project, status="queued").delete()
+
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    url = f"/api/v1/projects/{project.pk}/rounds/{done.number}/review/"
+    assert client.post(url, {"decision": "keep"}, format="json").status_code == 400
+    response = client.post(url, {"decision": "promote", "reason": "looked fine to me"}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "done"
+    assert Checkpoint.objects.get(project=project, kind="policy", is_active=True).pk == done.policy_checkpoint_id
+    assert client.post(url, {"decision": "discard"}, format="json").status_code == 400  # decided already
+
+
+def test_discarding_a_held_round_keeps_the_parent(tiny_models, alice, admin_user, client, monkeypatch):
+    _tripping_guards(monkeypatch)
+    project, r = _round_with_votes(tiny_models, alice)
+    parent = Checkpoint.objects.get(project=project, kind="policy", is_active=True)
+    held = round_execute(r.pk)
+    client.force_login(admin_user)
+
+    page = client.get(f"/studio/rounds/{held.pk}/").content.decode()
+    assert 'id="round-review-form"' in page and "parent and new policy side by side" in page
+
+    client.post(f"/studio/rounds/{held.pk}/review/", {"decision": "discard", "reason": "repeats itself"})
+    held.refresh_from_db()
+    assert held.status == "discarded" and held.metrics["review"]["reason"] == "repeats itself"
+    assert Checkpoint.objects.get(project=project, kind="policy", is_active=True).pk == parent.pk
+
+
+def test_project_guard_settings_are_the_base_of_a_round_and_bad_ones_are_refused(tiny_models, admin_user):
+    project = make_project(tiny_models, first_batch=0)
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    bad = client.patch(f"/api/v1/projects/{project.pk}/", {"guard_settings": {"distinct_2_min_ratio": 7}},
+                       format="json")
+    assert bad.status_code == 400 and "guard_settings.distinct_2_min_ratio" in bad.json()
+    ok = client.patch(f"/api/v1/projects/{project.pk}/", {"guard_settings": {"distinct_2_min_ratio": 0.3}},
+                      format="json")
+    assert ok.status_code == 200 and ok.json()["guard_settings"] == {"distinct_2_min_ratio": 0.3}
+    project.refresh_from_db()
+    resolved = rounds_service.round_config_resolve(project, {"guards": {"prompts": 4}})
+    assert resolved["guards"]["distinct_2_min_ratio"] == 0.3 and resolved["guards"]["prompts"] == 4
+
+
+def test_a_round_whose_guards_trip_without_enforcement_activates_its_policy(tiny_models, alice, monkeypatch):
+    _tripping_guards(monkeypatch)
+    project, r = _round_with_votes(tiny_models, alice, enforce=False)
+    done = round_execute(r.pk)
+    assert done.status == "done", done.error
+    assert not done.metrics["guards"]["passed"]  # reported, but not enforced
+    assert Checkpoint.objects.get(project=project, kind="policy", is_active=True).pk == done.policy_checkpoint_id
