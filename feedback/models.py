@@ -32,6 +32,15 @@ class Project(models.Model):
     archived_at = models.DateTimeField(
         null=True, blank=True, help_text="Archived projects are hidden from annotators and take no new rounds or batches."
     )
+    gold_rate = models.FloatField(
+        default=0.0, help_text="Share of each annotator's queue drawn from gold comparisons (0 to 0.5)."
+    )
+    min_gold_accuracy = models.FloatField(
+        default=0.7, help_text="An annotator below this accuracy on gold comparisons (5 or more) is flagged."
+    )
+    exclude_flagged = models.BooleanField(
+        default=False, help_text="Leave flagged annotators' votes out of training snapshots, exports and the leaderboard."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -375,6 +384,7 @@ class Job(Run):
         GENERATE = "generate", "generate responses"
         EXPORT = "export", "export a dataset file"
         SETUP = "setup", "prepare the round-0 policy"
+        RATINGS = "ratings", "compute the leaderboard"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"

@@ -1,7 +1,7 @@
 """Routes of the annotator and studio pages."""
 from django.urls import path
 
-from feedback import views, views_projects, views_studio
+from feedback import views, views_projects, views_quality, views_studio
 
 app_name = "feedback"
 
@@ -45,8 +45,14 @@ urlpatterns = [
     path("studio/projects/<int:project_id>/members/<int:user_id>/remove/", views_projects.project_member_remove,
          name="studio_member_remove"),
     path("studio/projects/<int:project_id>/queue/", views_projects.project_queue, name="studio_queue"),
+    # before the generic comparison action, which would take "gold" for an action
+    path("studio/comparisons/<int:comparison_id>/gold/", views_quality.comparison_gold_view, name="studio_comparison_gold"),
     path("studio/comparisons/<int:comparison_id>/<str:action>/", views_projects.comparison_action,
          name="studio_comparison_action"),
+    path("studio/projects/<int:project_id>/leaderboard/", views_quality.leaderboard_page, name="studio_leaderboard"),
+    path("studio/projects/<int:project_id>/annotators/quality/", views_quality.quality_page, name="studio_quality"),
+    path("studio/projects/<int:project_id>/annotators/quality/settings/", views_quality.quality_settings_view,
+         name="studio_quality_settings"),
     path("studio/annotators/", views_projects.annotators, name="studio_annotators"),
     path("studio/annotators/<int:user_id>/reset/", views_projects.annotator_reset, name="studio_annotator_reset"),
     path("studio/jobs/<int:job_id>/status.json", views_projects.job_status, name="studio_job_status"),

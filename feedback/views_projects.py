@@ -23,6 +23,7 @@ from feedback.rendering import render_markdown
 from feedback.selectors.checkpoints import active_policy
 from feedback.selectors.progress import project_counts
 from feedback.selectors.projects import project_members
+from feedback.selectors.rounds import round_history, round_history_chart
 from feedback.selectors.queue import QUEUE_PAGE_ROWS, queue_counts, queue_rows
 from feedback.services.annotators import AnnotatorError, annotator_create, annotator_password_reset
 from feedback.services.comparisons import comparison_requeue, comparison_retire
@@ -106,8 +107,11 @@ def project_settings(request, project_id: int):
 @staff_member_required
 def project_detail(request, project_id: int):
     project = _project(project_id)
-    jobs = Job.objects.filter(project=project).order_by("-id")[:10]
+    # leaderboard recomputes are housekeeping: the leaderboard page shows them
+    jobs = Job.objects.filter(project=project).exclude(kind=Job.Kind.RATINGS).order_by("-id")[:10]
+    history = round_history(project)
     return render(request, "feedback/studio/project_detail.html", {
+        "history": history, "history_chart": round_history_chart(history),
         "project": project,
         "counts": project_counts(project),
         "active_policy": active_policy(project),
@@ -352,7 +356,7 @@ def project_queue(request, project_id: int):
     rows = queue_rows(project, status=status, only=only, before_id=before_id)
     return render(request, "feedback/studio/queue.html", {
         "project": project, "counts": queue_counts(project), "rows": rows, "status": status, "only": only,
-        "statuses": Comparison.Status.choices,
+        "statuses": Comparison.Status.choices, "gold_choices": Comparison.Choice.choices,
         "next_before": rows[-1]["comparison"].pk if len(rows) == QUEUE_PAGE_ROWS else None,
     })
 

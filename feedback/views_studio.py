@@ -12,7 +12,7 @@ from feedback.charts import PPO_SERIES, REWARD_SERIES, metric_charts
 from feedback.forms import CheckpointActionForm, PlaygroundForm, RoundSettingsForm
 from feedback.models import Checkpoint, Project, TrainingRound
 from feedback.selectors.checkpoints import active_policy
-from feedback.selectors.rounds import round_win_rate, running_round
+from feedback.selectors.rounds import round_win_rate, round_win_rate_vs_round0, running_round
 from feedback.selectors.studio import checkpoints_overview, round_plan, round_status
 from feedback.services.checkpoints import checkpoint_promote, checkpoint_rollback
 from feedback.services.errors import FieldError
@@ -48,6 +48,7 @@ def round_detail(request, round_id: int):
         "ppo_summary": metrics.get("ppo_summary", {}),
         "win_rate": round_win_rate(training_round),
         "guards": metrics.get("guards"),
+        "win_rate_round0": round_win_rate_vs_round0(training_round),
     })
 
 

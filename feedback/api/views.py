@@ -209,6 +209,38 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         response["Content-Disposition"] = f'attachment; filename="project-{project.pk}-{fmt}.jsonl"'
         return response
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def leaderboard(self, request, pk=None):
+        """Bradley–Terry ratings of every checkpoint (round 0 = 1000, Elo scale) with bootstrap 95%
+        intervals, votes per model and the win-rate matrix. Answers at once with the last computed
+        board; `stale` says new votes arrived, and `job` is the recompute queued for them."""
+        from feedback.services.leaderboard import leaderboard_current
+
+        current = leaderboard_current(self.get_object())
+        return Response({"stale": current["stale"], "job": current["job"].pk if current["job"] else None,
+                         "queue_error": current["queue_error"] or None, "leaderboard": current["result"]})
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def quality(self, request, pk=None):
+        """Krippendorff's alpha (project and per round) and per-annotator figures, outliers flagged."""
+        from feedback.selectors.quality import project_quality
+
+        return Response(project_quality(self.get_object()))
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["patch"], url_path="quality/settings")
+    def quality_settings(self, request, pk=None):
+        """Change `gold_rate`, `min_gold_accuracy`, `exclude_flagged`; a bad value is a 400 naming it."""
+        from feedback.services.gold import project_quality_settings
+
+        if not isinstance(request.data, dict):
+            raise FieldError("body", "must be a JSON object")
+        project = project_quality_settings(project=self.get_object(), data=request.data)
+        return Response({"gold_rate": project.gold_rate, "min_gold_accuracy": project.min_gold_accuracy,
+                         "exclude_flagged": project.exclude_flagged})
+
     @extend_schema(request=OpenApiTypes.OBJECT, responses={202: JobSerializer})
     @action(detail=True, methods=["post"], url_path="batches")
     def batches(self, request, pk=None):

@@ -52,6 +52,11 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
     current = assignment_current(annotator=annotator, project=project)
     if current is not None:
         return current
+    from feedback.services.gold import gold_assignment_maybe
+
+    gold = gold_assignment_maybe(annotator=annotator, project=project, reservation=RESERVATION)
+    if gold is not None:
+        return gold
     for attempt in range(50):
         now = timezone.now()
         open_for_me = (

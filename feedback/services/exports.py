@@ -26,6 +26,9 @@ def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None) -
     their ids) so a round can say exactly what it trained on.
     """
     votes = Vote.objects.filter(comparison__project=project).exclude(comparison__status=Comparison.Status.RETIRED)
+    excluded = _excluded_annotators(project)
+    if excluded:
+        votes = votes.exclude(annotator_id__in=excluded)
     if up_to_vote_id is not None:
         votes = votes.filter(id__lte=up_to_vote_id)
     votes = votes.order_by("id").values_list("id", "comparison_id", "choice", "strength")
@@ -73,8 +76,16 @@ def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None) -
         "pairs": len(records),
         "dropped": dropped,
         "aggregation": AGGREGATION_RULE,
+        "excluded_annotators": sorted(excluded),
     }
     return records, snapshot
+
+
+def _excluded_annotators(project: Project) -> set[int]:
+    """Annotators whose votes count nowhere: gold-flagged ones, when the project excludes them."""
+    from feedback.selectors.quality import excluded_annotator_ids
+
+    return excluded_annotator_ids(project)
 
 
 def train_prompts(project: Project) -> list:
@@ -136,7 +147,7 @@ class _Comparison:
     """A comparison being exported, with its JSON lines encoded once for all its votes."""
 
     __slots__ = ("id", "batch", "messages", "sample_a_id", "sample_b_id", "text_a", "text_b", "model_a", "model_b",
-                 "checkpoint_a", "checkpoint_b", "_lines")
+                 "checkpoint_a", "checkpoint_b", "_lines", "ratings")
 
     def __init__(self, row: tuple):
         (self.id, self.batch, self.messages, self.sample_a_id, self.sample_b_id, self.text_a, self.text_b,
@@ -144,6 +155,12 @@ class _Comparison:
         self.model_a = model_a or (f"checkpoint:{self.checkpoint_a}" if self.checkpoint_a else "unknown")
         self.model_b = model_b or (f"checkpoint:{self.checkpoint_b}" if self.checkpoint_b else "unknown")
         self._lines = {}
+        self.ratings = None
+
+    def with_ratings(self, ratings: dict) -> "_Comparison":
+        """Arena rows also carry both models' leaderboard ratings (with their 95% intervals)."""
+        self.ratings = ratings
+        return self
 
     def line(self, fmt: str, choice: str) -> str | None:
         """The JSON line for a vote (or majority) of `choice`; None when it makes no row."""
@@ -154,8 +171,13 @@ class _Comparison:
 
     def _encode(self, fmt: str, choice: str) -> str | None:
         if fmt == "arena":
-            return _dumps({"question_id": self.id, "model_a": self.model_a, "model_b": self.model_b,
-                           "winner": _ARENA_WINNER[choice], "prompt": self.messages})
+            row = {"question_id": self.id, "model_a": self.model_a, "model_b": self.model_b,
+                   "winner": _ARENA_WINNER[choice], "prompt": self.messages}
+            if self.ratings is not None:
+                for side, model in (("a", self.model_a), ("b", self.model_b)):
+                    rated = self.ratings.get(model) or {}
+                    row[f"rating_{side}"] = {k: rated.get(k) for k in ("rating", "low", "high")}
+            return _dumps(row)
         if choice == "a":
             return _dumps(pair_row(fmt, self.messages, self.text_a, self.text_b))
         if choice == "b":
@@ -182,6 +204,9 @@ def export_lines(project: Project, fmt: str, *, aggregation: str = "majority", t
     # retired comparisons were taken out by staff: not part of any dataset
     comparisons = Comparison.objects.filter(project=project).exclude(status=Comparison.Status.RETIRED)
     votes = Vote.objects.filter(comparison__project=project).exclude(comparison__status=Comparison.Status.RETIRED)
+    excluded = _excluded_annotators(project)
+    if excluded:
+        votes = votes.exclude(annotator_id__in=excluded)
     if training_round is not None:
         comparisons = comparisons.filter(batch=training_round)
         votes = votes.filter(comparison__batch=training_round)
@@ -193,6 +218,11 @@ def export_lines(project: Project, fmt: str, *, aggregation: str = "majority", t
     fields = _RAW_VOTE_FIELDS if fmt == "raw" else _VOTE_FIELDS
     vote_rows = votes.order_by("comparison_id", "id").values_list(*fields).iterator(chunk_size=10_000)
     comparison_rows = map(_Comparison, comparisons.order_by("id").values_list(*_COMPARISON_FIELDS).iterator(chunk_size=2000))
+    if fmt == "arena":
+        from feedback.services.leaderboard import leaderboard_ratings_by_model
+
+        ratings = leaderboard_ratings_by_model(project)
+        comparison_rows = (c.with_ratings(ratings) for c in comparison_rows)
 
     for comparison, cast in _merge(comparison_rows, vote_rows):
         if fmt == "raw":

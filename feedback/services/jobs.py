@@ -187,8 +187,15 @@ def _run_setup(job: Job, hooks: Hooks) -> dict:
     return project_setup_run(job, hooks)
 
 
+def _run_ratings(job: Job, hooks: Hooks) -> dict:
+    from feedback.services.leaderboard import leaderboard_job_run
+
+    return leaderboard_job_run(job, hooks)
+
+
 # What each kind of job does; a new kind of background work is a function here.
 JOB_RUNNERS = {
+    Job.Kind.RATINGS: _run_ratings,
     Job.Kind.SETUP: _run_setup,
     Job.Kind.BATCH: _run_batch,
     Job.Kind.GENERATE: _run_generate,

@@ -395,8 +395,11 @@ def comparison_rows_prepare(rows, *, holdout_percent: int = 0, tags=()) -> list[
                 raise PromptImportError(number, field, "must be a non-empty string of at most 200 characters")
             models[field] = value.strip()
         split, row_tags = _split_and_tags(number, row)
+        gold = row.get("gold") or ""
+        if gold not in ("", "a", "b", "tie", "both_bad"):
+            raise PromptImportError(number, "gold", "must be a, b, tie or both_bad (the correct answer) or empty")
         prepared.append({"messages": messages, "split": split, "tags": list(dict.fromkeys(row_tags + extra_tags)),
-                         "response_a": row["response_a"], "response_b": row["response_b"], **models})
+                         "response_a": row["response_a"], "response_b": row["response_b"], "gold": gold, **models})
     _apply_split(prepared, holdout_percent)
     return prepared
 
@@ -408,7 +411,7 @@ def comparisons_preview(*, rows, holdout_percent: int = 0, tags=()) -> dict:
 
 def comparisons_import(*, project: Project, rows: list, source: str = "import", holdout_percent: int = 0,
                        tags=()) -> list:
-    """Import pairs written elsewhere ({prompt, response_a, response_b, model_a?, model_b?}) atomically."""
+    """Import pairs written elsewhere ({prompt, response_a, response_b, model_a?, model_b?, gold?}) atomically."""
     from feedback.models import Comparison, Sample
 
     prepared = comparison_rows_prepare(rows, holdout_percent=holdout_percent, tags=tags)
@@ -428,8 +431,8 @@ def comparisons_import(*, project: Project, rows: list, source: str = "import", 
             ])
             created += Comparison.objects.bulk_create([
                 Comparison(project=project, prompt=prompt, sample_a=samples[2 * i], sample_b=samples[2 * i + 1],
-                           votes_needed=project.votes_per_comparison)
-                for i, prompt in enumerate(prompts)
+                           votes_needed=project.votes_per_comparison, gold_choice=r["gold"])
+                for i, (prompt, r) in enumerate(zip(prompts, chunk))
             ])
     if len(created) >= 1000:
         refresh_planner_statistics()
