@@ -164,7 +164,7 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": args.database, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
            "RLHF_DATA_DIR": str(data_dir), "CELERY_QUEUE": f"faults-{uuid.uuid4().hex[:6]}",
            "RLHF_HEARTBEAT_INTERVAL_S": "5", "RLHF_HEARTBEAT_STALE_S": "30", "RLHF_REQUEUE_AFTER_S": "20",
-           "DB_POOL_SIZE": "0", "SECRET_KEY": "faults-bench-" + uuid.uuid4().hex, "HF_HUB_OFFLINE": "1"}
+           "DJANGO_SETTINGS_MODULE": "rlhf_site.settings", "DB_POOL_SIZE": "0", "SECRET_KEY": "faults-bench-" + uuid.uuid4().hex, "HF_HUB_OFFLINE": "1"}
     os.environ.update(env)
     services = Services(env, workdir, redis_port, web_port)
     print(f"work dir {workdir}; redis :{redis_port}; web :{web_port}", flush=True)
@@ -227,7 +227,7 @@ def run(args, rng, services: Services, data_dir: Path) -> dict:
     if not wait_for(lambda: staff.call("GET", "/api/v1/projects/")[0] == 200, 60):
         raise RuntimeError("web server did not answer")
 
-    from feedback.demo_prompts import DEMO_PROMPTS  # noqa: F401 (texts only)
+    from feedback.demo_prompts import demo_prompt_rows
     from feedback.models import Checkpoint, Job, TrainingRound, Vote
     from training.checkpoints import directory_sha256
 
@@ -236,7 +236,7 @@ def run(args, rng, services: Services, data_dir: Path) -> dict:
         "name": "Faults", **models, "generation_settings": {"max_new_tokens": 24 if args.models == "default" else 8}})
     assert status == 201, project
     pid = project["id"]
-    prompts = [p["prompt"] if isinstance(p, dict) else p for p in DEMO_PROMPTS][:40]
+    prompts = demo_prompt_rows()[::4]  # 40 of the demo's 160, every category
     status, body = staff.call("POST", f"/api/v1/projects/{pid}/prompts/import/", prompts)
     assert status == 201, body
     assert staff.call("POST", f"/api/v1/projects/{pid}/members/", {"user": annotator.pk})[0] in (200, 201)
@@ -257,9 +257,9 @@ def run(args, rng, services: Services, data_dir: Path) -> dict:
         if status != 200:
             return status
         key = uuid.uuid4().hex
-        status, body = voter.call("POST", f"/api/v1/comparisons/{nxt['comparison']}/votes/", {
-            "choice": rng.choice(["a", "b"]), "a": nxt.get("a"), "b": nxt.get("b"), "idempotency_key": key},
-            timeout=timeout)
+        a, b = nxt["responses"]
+        status, body = voter.call("POST", f"/api/v1/comparisons/{nxt['comparison_id']}/votes/", {
+            "choice": rng.choice(["a", "b"]), "a": a["id"], "b": b["id"], "idempotency_key": key}, timeout=timeout)
         if status in (200, 201) and isinstance(body, dict) and "id" in body:
             acked[body["id"]] = key
         return status
