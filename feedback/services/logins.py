@@ -17,6 +17,11 @@ from django.core.cache import cache
 logger = logging.getLogger(__name__)
 
 
+def _now() -> float:
+    """Wall-clock seconds; its own name so tests can move the limiter's clock alone."""
+    return time.time()
+
+
 def _keys(username: str, address: str) -> list[str]:
     # hashed: usernames may hold characters or lengths a cache key must not
     return [f"login-failures:{kind}:{hashlib.sha256(value.encode('utf-8', 'replace')).hexdigest()}"
@@ -33,7 +38,7 @@ def _window(key: str, now: float) -> tuple[float, int]:
 
 def login_retry_after(*, username: str, address: str) -> int:
     """Seconds until this account and address may try again; 0 when they may now."""
-    now = time.time()
+    now = _now()
     wait = 0.0
     for key in _keys(username, address):
         started, count = _window(key, now)
@@ -44,7 +49,7 @@ def login_retry_after(*, username: str, address: str) -> int:
 
 def login_failure_record(*, username: str, address: str) -> None:
     """Count one failed login against the account and the address, and log it."""
-    now = time.time()
+    now = _now()
     counts = []
     for key in _keys(username, address):
         # Two processes failing at once may count one failure too few: a limit of 10
