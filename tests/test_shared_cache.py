@@ -51,8 +51,8 @@ def test_migrate_creates_the_cache_table(tmp_path):
     env["RLHF_DATA_DIR"] = str(tmp_path)
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env,
                    check=True, timeout=300)
-    probe = ("import django; django.setup(); from django.core.cache import cache; "
-             "cache.set('k', 'v'); print(cache.get('k'))")
+    probe = ("import django; django.setup(); from django.core.cache import cache, caches; "
+             "cache.set('k', 'v'); print(type(caches['default']).__name__, cache.get('k'))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "rlhf_site.settings"},
                          capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "v", out.stderr[-2000:]
+    assert out.stdout.strip() == "DatabaseCache v", out.stderr[-2000:]
