@@ -3,6 +3,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from feedback.services.validation import GUIDELINES_MAX_CHARS
+
 
 def default_generation_settings() -> dict:
     return {"max_new_tokens": 96, "temperature": 0.7, "top_p": 1.0}
@@ -12,7 +14,8 @@ class Project(models.Model):
     """A model being improved: its prompts, guidelines for annotators and checkpoints."""
 
     name = models.CharField(max_length=200, unique=True)
-    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    # Shown on every /annotate/ page: bounded (forms, admin and API enforce max_length).
+    guidelines = models.TextField(blank=True, max_length=GUIDELINES_MAX_CHARS, help_text="Markdown shown to annotators.")
     policy_base_model = models.CharField(
         max_length=500, blank=True,
         help_text="Path of the round-0 policy (a safetensors folder). Empty: the bundled SmolLM2-135M-Instruct.",

@@ -121,3 +121,14 @@ def env_broker(name: str, data_dir: Path) -> tuple[str, dict]:
         "control_folder": str(folder / "control"),
         "store_processed": False,
     }
+
+
+def env_cache(name: str, table: str) -> dict:
+    """The shared cache: Redis at REDIS_URL when set, a database table otherwise."""
+    raw = os.environ.get(name, "").strip()
+    if raw:
+        if not raw.startswith(("redis://", "rediss://", "unix://")):
+            raise ImproperlyConfigured(f"{name}={raw!r} must start with redis://, rediss:// or unix://.")
+        # Same server as the broker; the prefix keeps cache keys apart from Celery's.
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": raw, "KEY_PREFIX": "rlhf-cache"}
+    return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": table}

@@ -2,11 +2,13 @@
 
 Every variable is optional on a laptop; see README.md for the list.
 """
+import os
+import time
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from rlhf_site.env import env_bool, env_broker, env_database, env_int, env_list, env_str
+from rlhf_site.env import env_bool, env_broker, env_cache, env_database, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,13 +25,26 @@ if not SECRET_KEY:
     if not DEBUG:
         # A fixed fallback key would let anyone forge sessions on a deployed instance;
         # a per-data-dir random key keeps a laptop install working across restarts.
+        # Web and worker containers start together on one data volume: O_EXCL lets
+        # exactly one of them write the key, and the other reads that one.
         key_file = DATA_DIR / "secret_key"
-        if not key_file.exists():
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
             import secrets
 
-            key_file.write_text(secrets.token_urlsafe(50))
-            key_file.chmod(0o600)
-        SECRET_KEY = key_file.read_text().strip()
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(50))
+        SECRET_KEY = ""
+        for _ in range(50):  # the other process may be between creating and writing the file
+            SECRET_KEY = key_file.read_text().strip()
+            if SECRET_KEY:
+                break
+            time.sleep(0.1)
+        if not SECRET_KEY:
+            raise ImproperlyConfigured(f"{key_file} is empty; delete it or set SECRET_KEY.")
     else:
         SECRET_KEY = "insecure-debug-only-key"
 
@@ -56,6 +71,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "feedback.middleware.ChunkedBodyMiddleware",
     # Static files straight from the app server (gunicorn), no separate web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -64,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "feedback.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "rlhf_site.urls"
@@ -115,6 +132,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's JSON parser plus checks for what would otherwise be a 500 (deep nesting, NUL, lone surrogates).
+    "DEFAULT_PARSER_CLASSES": [
+        "feedback.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "feedback.api.errors.api_exception_handler",
     # `?format=` names the export format (trl, openai, ...), not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
@@ -148,6 +171,39 @@ RLHF_HEARTBEAT_INTERVAL_S = env_int("RLHF_HEARTBEAT_INTERVAL_S", 10, minimum=1)
 RLHF_HEARTBEAT_STALE_S = env_int("RLHF_HEARTBEAT_STALE_S", 60, minimum=2)
 RLHF_REQUEUE_AFTER_S = env_int("RLHF_REQUEUE_AFTER_S", 300, minimum=10)
 RLHF_RUN_MAX_ATTEMPTS = env_int("RLHF_RUN_MAX_ATTEMPTS", 3, minimum=1)
+
+# One cache shared by every web process and thread: rate limits (API throttles, failed
+# logins) counted per gunicorn process would let WEB_WORKERS times the limit through.
+# Redis when REDIS_URL is set; otherwise a table in the database (`migrate` creates it,
+# see feedback/apps.py).
+CACHES = {"default": env_cache("REDIS_URL", "rlhf_cache")}
+
+# Failed logins per account and per client address within the window; beyond that
+# even the right password is refused until the window has passed.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_FAILURE_WINDOW_S = env_int("LOGIN_FAILURE_WINDOW_S", 15 * 60, minimum=1)
+
+# Production hardening, all switched by one variable (HTTPS in front of the app).
+RLHF_SECURE = env_bool("RLHF_SECURE", False)
+if RLHF_SECURE:
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    # A TLS-terminating proxy (nginx, a load balancer) tells Django the original scheme.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# No inline script anywhere (every script is a static file); inline style attributes are
+# allowed because progress bars set their width that way and they cannot run code.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 
 # Celery: Redis when REDIS_URL is set, otherwise a broker that needs no server.
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = env_broker("REDIS_URL", DATA_DIR)

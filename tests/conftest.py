@@ -28,6 +28,19 @@ def data_dir(settings, tmp_path_factory):
     return root
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache(settings):
+    """Each test counts rate limits (API throttles, failed logins) from zero.
+
+    A new key prefix rather than cache.clear(): with Redis that would flush the
+    database the Celery broker of a running test worker lives in.
+    """
+    caches = {alias: dict(config) for alias, config in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:12]}"
+    settings.CACHES = caches  # the setting_changed signal drops the old cache connections
+    return caches["default"]["KEY_PREFIX"]
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Paths of a tiny random policy and reward model (built once per session)."""

@@ -1,4 +1,5 @@
 """docker-compose.yml wires web, worker, PostgreSQL and Redis with the app's own variables."""
+import re
 from pathlib import Path
 
 import yaml
@@ -26,3 +27,11 @@ def test_compose_has_the_four_services_wired_by_environment():
     assert services["beat"]["command"].startswith("celery -A rlhf_site beat")
     assert services["postgres"]["image"].startswith("postgres")
     assert services["redis"]["image"].startswith("redis")
+
+
+def test_docker_compose_ships_no_fixed_secret_key():
+    env = yaml.safe_load(COMPOSE.read_text())["x-env"]
+    value = str(env.get("SECRET_KEY", ""))
+    # either the operator's own (required or empty: then a random key is written to the data volume)
+    assert re.fullmatch(r"\$\{SECRET_KEY(:?\?[^}]*|:-)?\}", value), value
+    assert env.get("RLHF_SECURE", "").startswith("${RLHF_SECURE")

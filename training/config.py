@@ -4,7 +4,13 @@ Each config is saved inside every checkpoint it produced (`rlhf_checkpoint.json`
 checkpoint always says how it was made. Defaults are sized so that one demo round with
 SmolLM2-135M finishes in minutes on a laptop CPU.
 """
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
+
+SEED_MAX = 2**63 - 1
+"""Seeds are stored as JSON and handed to torch: non-negative and within 64 bits."""
 
 
 class ConfigError(ValueError):
@@ -14,6 +20,10 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+    def path(self, prefix: str) -> str:
+        """The field as seen from a larger settings object: `ppo.steps`, or `ppo` itself."""
+        return f"{prefix}.{self.field}" if self.field else prefix
 
 
 def _check(cond: bool, name: str, reason: str) -> None:
@@ -41,6 +51,7 @@ class GenerationConfig:
         _check(0.0 < self.temperature <= 5.0, "temperature", "must be in (0, 5]")
         _check(0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]")
         _check(1 <= self.batch_size <= 512, "batch_size", "must be between 1 and 512")
+        _check(self.seed is None or 0 <= self.seed <= SEED_MAX, "seed", f"must be between 0 and {SEED_MAX} (or null)")
         return self
 
 
@@ -85,7 +96,9 @@ class RewardConfig:
         _check(0 < self.learning_rate < 1, "learning_rate", "must be in (0, 1)")
         _check(0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")
         _check(16 <= self.max_length <= 8192, "max_length", "must be between 16 and 8192")
-        _check(self.center_rewards_coefficient >= 0, "center_rewards_coefficient", "must be >= 0")
+        _check(0 <= self.weight_decay < 1, "weight_decay", "must be in [0, 1)")
+        _check(0 <= self.center_rewards_coefficient <= 100, "center_rewards_coefficient", "must be between 0 and 100")
+        _check(0 <= self.seed <= SEED_MAX, "seed", f"must be between 0 and {SEED_MAX}")
         return self
 
 
@@ -188,7 +201,15 @@ class PPOConfig:
         _check(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
         _check(0 < self.cliprange < 1, "cliprange", "must be in (0, 1)")
         _check(self.cliprange_value > 0, "cliprange_value", "must be > 0")
-        _check(self.lora_r >= 1, "lora_r", "must be >= 1")
+        _check(0 <= self.missing_eos_penalty <= 100, "missing_eos_penalty", "must be between 0 and 100")
+        _check(self.kl_coef <= 100, "kl_coef", "must be between 0 and 100")
+        _check(self.cliprange_value <= 100, "cliprange_value", "must be in (0, 100]")
+        _check(0 <= self.vf_coef <= 100, "vf_coef", "must be between 0 and 100")
+        _check(0 < self.max_grad_norm <= 1000, "max_grad_norm", "must be in (0, 1000]")
+        _check(1 <= self.lora_r <= 1024, "lora_r", "must be between 1 and 1024")
+        _check(1 <= self.lora_alpha <= 4096, "lora_alpha", "must be between 1 and 4096")
+        _check(16 <= self.reward_max_length <= 8192, "reward_max_length", "must be between 16 and 8192")
+        _check(0 <= self.seed <= SEED_MAX, "seed", f"must be between 0 and {SEED_MAX}")
         return self
 
 
@@ -262,16 +283,41 @@ class GuardConfig:
 
 
 def config_from_dict(cls, data: dict | None):
-    """Build a config from a (possibly partial) dict; unknown keys are an error naming them."""
-    data = dict(data or {})
+    """Build a config from a (possibly partial) dict, checking the type and range of every field.
+
+    Settings arrive as JSON from a client: a string where a number belongs, a seed
+    beyond 64 bits or a NaN must be refused here, naming the field, not fail in a worker
+    minutes later. Unknown keys are an error naming them; a ConfigError with an empty
+    field means `data` itself is not an object.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("", f"must be an object of {cls.__name__} settings")
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(map(str, data)) - known)
     if unknown:
         raise ConfigError(", ".join(unknown), f"unknown {cls.__name__} field(s); known: {', '.join(sorted(known))}")
-    try:
-        return cls(**data).validate()
-    except TypeError as exc:
-        raise ConfigError(cls.__name__, str(exc)) from None
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        _check_type(name, value, hints[name])
+    return cls(**data).validate()
+
+
+def _check_type(name: str, value, hint) -> None:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        _check(type(None) in allowed, name, "must not be null")
+    elif bool in allowed:
+        _check(isinstance(value, bool), name, "must be true or false")
+    elif int in allowed:
+        # bool is an int to Python; True as a batch size is a client bug, not 1
+        _check(isinstance(value, int) and not isinstance(value, bool), name, "must be an integer")
+    elif float in allowed:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), name, "must be a number")
+        _check(math.isfinite(value), name, "must be a finite number")
+    else:  # a field type this checker does not know: refuse rather than pass it unchecked
+        raise ConfigError(name, f"has an unsupported type {hint!r}")
 
 
 def config_to_dict(config) -> dict:

@@ -1,5 +1,9 @@
-"""Batched sampling from a policy: chat template, left padding, EOS truncation."""
-import random
+"""Batched sampling from a policy: chat template, left padding, EOS truncation.
+
+Sampling draws from a `torch.Generator` of its own, never from torch's global one:
+generation is reached from threaded web requests, and two requests seeding and drawing
+from the one global generator at once would each get the other's randomness.
+"""
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,17 +66,63 @@ def eos_id(tokenizer) -> int:
     return tokenizer.eos_token_id
 
 
+class _SampleWithGenerator:
+    """A logits processor that samples the next token with its own `torch.Generator`.
+
+    transformers' `generate` samples with the global generator and takes no other, so
+    generation runs greedy and this processor, last in line, draws the token from
+    softmax(logits / temperature) after top-p, then leaves it the only finite score:
+    the same distribution as `do_sample=True`, with randomness that belongs to the call.
+    """
+
+    def __init__(self, generator: torch.Generator, temperature: float, top_p: float):
+        self.generator = generator
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            from transformers.generation.logits_process import TopPLogitsWarper
+
+            scores = TopPLogitsWarper(top_p=self.top_p)(input_ids, scores)
+        probs = torch.softmax(scores, dim=-1)
+        chosen = torch.multinomial(probs, num_samples=1, generator=self.generator)
+        picked = torch.full_like(scores, float("-inf"))
+        return picked.scatter_(1, chosen, 0.0)
+
+
+def make_generator(seed: int | None, device="cpu") -> torch.Generator:
+    """A generator of our own: seeded for reproducible samples, else from the OS's entropy."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
 @torch.no_grad()
-def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature: float, top_p: float = 1.0):
-    """Sample one response per prompt; returns (query_ids, query_mask, response_ids, response_mask, ended)."""
+def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature: float, top_p: float = 1.0,
+           generator: torch.Generator | None = None):
+    """Sample one response per prompt; returns (query_ids, query_mask, response_ids, response_mask, ended).
+
+    Without `generator`, one is seeded from torch's global generator, so a caller that
+    seeds torch once (PPO in the worker) stays reproducible.
+    """
+    from transformers import LogitsProcessorList
+
     enc = encode_prompts(tokenizer, prompts)
+    if generator is None:
+        generator = make_generator(int(torch.randint(0, 2**62, (1,)).item()), device=enc["input_ids"].device)
     out = model.generate(
         input_ids=enc["input_ids"],
         attention_mask=enc["attention_mask"],
-        do_sample=True,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=0,
+        do_sample=False,  # the processor below samples
+        logits_processor=LogitsProcessorList([_SampleWithGenerator(generator, temperature, top_p)]),
+        temperature=None,
+        top_p=None,
+        top_k=None,
         max_new_tokens=max_new_tokens,
         min_new_tokens=1,
         pad_token_id=tokenizer.pad_token_id,
@@ -110,10 +160,8 @@ def generate_responses(
 ) -> list[GeneratedSample]:
     """Sample one response for each prompt with the checkpoint at `model_path`."""
     config = (config or GenerationConfig()).validate()
-    if config.seed is not None:
-        random.seed(config.seed)
-        torch.manual_seed(config.seed)
     model, tokenizer = model_and_tokenizer or load_policy(model_path)
+    generator = make_generator(config.seed, device=model.device)
     results: list[GeneratedSample] = []
     total = len(prompts)
     hooks.progress("generating", 0, total)
@@ -123,6 +171,7 @@ def generate_responses(
         _, _, responses, mask, ended = sample(
             model, tokenizer, batch,
             max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+            generator=generator,
         )
         texts = decode_responses(tokenizer, responses, mask)
         for text, row_mask, end in zip(texts, mask, ended):

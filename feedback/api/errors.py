@@ -8,9 +8,10 @@ from feedback.services.runs import QueueUnavailable
 
 
 def api_exception_handler(exc, context):
-    """DRF's handler, plus FieldError → 400 naming the field, QueueUnavailable → 503 to retry."""
+    """DRF's handler, plus FieldError → 400 (or its http_status) naming the field (imports: row, field,
+    detail), QueueUnavailable → 503 to retry."""
     if isinstance(exc, FieldError):
-        return Response(exc.as_dict(), status=status.HTTP_400_BAD_REQUEST)
+        return Response(exc.as_dict(), status=exc.http_status)
     if isinstance(exc, QueueUnavailable):
         return Response({"detail": exc.message}, status=status.HTTP_503_SERVICE_UNAVAILABLE,
                         headers={"Retry-After": "10"})

@@ -12,7 +12,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
-from feedback.api.parsing import parse_rows, too_big_message
+from feedback.api.parsing import object_body, parse_rows, too_big_message
 from feedback.api.permissions import IsStaff
 from feedback.api.serializers import (
     CheckpointSerializer,
@@ -245,7 +245,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
     @action(detail=True, methods=["post"], url_path="batches")
     def batches(self, request, pk=None):
         """Generate a batch of comparisons from the active policy, on the worker; returns a job to poll."""
-        job = job_batch_create(project=self.get_object(), data=request.data, user=request.user)
+        job = job_batch_create(project=self.get_object(), data=object_body(request.data), user=request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={202: JobSerializer})
@@ -253,7 +253,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             throttle_scope="exports")
     def export_job(self, request, pk=None):
         """Write an export to a file on the worker (for large datasets); download it when the job is done."""
-        job = job_export_create(project=self.get_object(), params=request.data, user=request.user)
+        job = job_export_create(project=self.get_object(), params=object_body(request.data), user=request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -332,7 +332,7 @@ class RoundViewSet(viewsets.GenericViewSet):
     @extend_schema(request=RoundLaunchSerializer, responses={201: RoundSerializer})
     def create(self, request, project_pk=None):
         project = get_object_or_404(Project, pk=project_pk)
-        body = RoundLaunchSerializer(data=request.data)
+        body = RoundLaunchSerializer(data=object_body(request.data))
         body.is_valid(raise_exception=True)
         training_round = round_launch(project=project, launched_by=request.user, config=body.validated_data["config"])
         return Response(RoundSerializer(training_round).data, status=status.HTTP_201_CREATED)
@@ -393,7 +393,7 @@ class CheckpointViewSet(viewsets.GenericViewSet):
 def checkpoint_generate(request, checkpoint_id: int):
     """A checkpoint's responses to given prompts: inline when small, otherwise a job on the worker."""
     checkpoint = get_object_or_404(Checkpoint, pk=checkpoint_id, kind=Checkpoint.Kind.POLICY)
-    params = generate_params(request.data)
+    params = generate_params(object_body(request.data))
     if generate_is_small(params):
         return Response({"checkpoint": checkpoint.pk, "responses": generate_now(checkpoint, params)})
     job = job_generate_create(checkpoint=checkpoint, params=params, user=request.user)

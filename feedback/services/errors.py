@@ -4,6 +4,9 @@
 class FieldError(ValueError):
     """Input that cannot be accepted; `field` names what was wrong, `message` says why."""
 
+    http_status = 400
+    """What the API answers; a subclass for a conflict with stored state says 409."""
+
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field

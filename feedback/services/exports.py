@@ -1,21 +1,37 @@
 """The one place that turns database rows into the plain records `training/` consumes.
 
-Aggregation rule ("majority"): per comparison, the A-or-B side with more votes wins;
-ties and both-bad votes carry no ordering, so they count towards the total but are
-never pairs. A comparison whose A and B votes are level gives no pair. The record's
-`agreement` is the winning side's share of all votes on the comparison, and its
-`margin` grows with the winners' mean strength (slightly 0, clearly 0.5, much 1.0).
+Aggregation rule ("majority"), `majority()` below, used by the training snapshot and by
+every export format alike: per comparison, the choice (A, B, tie or both bad) with the
+most votes wins; a level top gives no verdict. Only a verdict of A or B is a preference
+pair: votes `a, tie, tie` say the annotators saw no difference, so nothing is trained
+or exported as a pair. `agreement` is the winning choice's share of the votes, and a
+pair's `margin` grows with the winners' mean strength (slightly 0, clearly 0.5, much 1.0).
 """
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from feedback.models import Comparison, Project, Vote
 from feedback.services.errors import FieldError
 
-AGGREGATION_RULE = ("majority of A/B votes, each pair weighted by agreement (winning votes / all votes); "
-                    "ties and both-bad never become pairs; level A/B gives no pair")
+AGGREGATION_RULE = ("majority: the choice with most votes wins (A, B, tie or both bad), a level top gives none; "
+                    "only an A or B verdict is a pair, weighted by agreement (winning votes / all votes)")
 _STRENGTH_MARGIN = {None: 0.0, 1: 0.0, 2: 0.5, 3: 1.0}
+
+
+def majority(choices: list[str]) -> tuple[str | None, float]:
+    """The verdict of a comparison's votes and the share that voted for it.
+
+    Returns (choice, agreement); choice is None when two or more choices share the
+    most votes. The one rule behind the training snapshot and every export.
+    """
+    if not choices:
+        return None, 0.0
+    ranked = Counter(choices).most_common(2)
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return None, 0.0
+    choice, count = ranked[0]
+    return choice, count / len(choices)
 
 
 def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None) -> tuple[list[dict], dict]:
@@ -45,27 +61,26 @@ def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None) -
 
     comparisons = Comparison.objects.filter(pk__in=list(by_comparison)).select_related("prompt", "sample_a", "sample_b")
     records = []
-    dropped = {"tie_or_both_bad_only": 0, "level": 0}
+    dropped = {"tie_or_both_bad": 0, "level": 0}
     for comparison in comparisons.iterator(chunk_size=500):
         cast = by_comparison[comparison.pk]
-        a = [s for c, s in cast if c == Comparison.Choice.A]
-        b = [s for c, s in cast if c == Comparison.Choice.B]
-        if not a and not b:
-            dropped["tie_or_both_bad_only"] += 1
-            continue
-        if len(a) == len(b):
+        verdict, agreement = majority([c for c, _ in cast])
+        if verdict is None:
             dropped["level"] += 1
             continue
-        winners, chosen, rejected = (a, comparison.sample_a, comparison.sample_b) if len(a) > len(b) else (
-            b, comparison.sample_b, comparison.sample_a)
-        margins = [_STRENGTH_MARGIN.get(s, 0.0) for s in winners]
+        if verdict not in (Comparison.Choice.A, Comparison.Choice.B):
+            dropped["tie_or_both_bad"] += 1
+            continue
+        chosen, rejected = (comparison.sample_a, comparison.sample_b) if verdict == Comparison.Choice.A else (
+            comparison.sample_b, comparison.sample_a)
+        margins = [_STRENGTH_MARGIN.get(s, 0.0) for c, s in cast if c == verdict]
         records.append({
             "comparison_id": comparison.pk,
             "prompt": comparison.prompt.messages,
             "chosen": chosen.text,
             "rejected": rejected.text,
             "margin": sum(margins) / len(margins),
-            "agreement": len(winners) / len(cast),
+            "agreement": agreement,
         })
     records.sort(key=lambda r: r["comparison_id"])
     snapshot = {
@@ -234,14 +249,10 @@ def export_lines(project: Project, fmt: str, *, aggregation: str = "majority", t
                 if line is not None:
                     yield line
         else:
-            counts = {}
-            for v in cast:
-                counts[v[1]] = counts.get(v[1], 0) + 1
-            top = max(counts.values())
-            winners = [c for c, n in counts.items() if n == top]
-            if len(winners) > 1 or top / len(cast) < min_agreement:
+            verdict, agreement = majority([v[1] for v in cast])
+            if verdict is None or agreement < min_agreement:
                 continue  # no majority, or too little agreement
-            line = comparison.line(fmt, winners[0])
+            line = comparison.line(fmt, verdict)
             if line is not None:
                 yield line
 
@@ -324,10 +335,16 @@ def export_options(raw) -> dict:
             options["training_round"] = int(raw["round"])
         except (TypeError, ValueError):
             raise ExportError("round", "must be an integer") from None
+        if not 0 <= options["training_round"] < 2**31:  # beyond it the database overflows, not the filter
+            raise ExportError("round", "must be an integer between 0 and 2147483647")
     if raw.get("since") not in (None, ""):
-        since = parse_datetime(str(raw["since"]))
+        try:
+            # None when the shape is wrong; ValueError when it has one but no such date (month 13)
+            since = parse_datetime(str(raw["since"]))
+        except ValueError as exc:
+            raise ExportError("since", f"is not a valid date-time: {exc}") from None
         if since is None:
-            raise ExportError("since", "must be an ISO 8601 date-time")
+            raise ExportError("since", "must be an ISO 8601 date-time, e.g. 2025-01-31T12:00:00Z")
         options["since"] = since.isoformat()
     if raw.get("min_agreement") not in (None, ""):
         try:

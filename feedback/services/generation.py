@@ -5,11 +5,14 @@ from typing import Callable
 from django.db import transaction
 
 from feedback.models import Checkpoint, Comparison, Project, Prompt, Sample, TrainingRound
-from training.config import GenerationConfig, config_from_dict
+from training.config import ConfigError, GenerationConfig, config_from_dict
 from training.progress import NO_HOOKS, Hooks
 
 
 def generation_config(project: Project, overrides: dict | None = None) -> GenerationConfig:
+    """The project's generation settings with `overrides` on top, every field type- and range-checked."""
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError("", "must be an object of GenerationConfig settings")
     return config_from_dict(GenerationConfig, {**(project.generation_settings or {}), **(overrides or {})})
 
 

@@ -16,8 +16,8 @@ from feedback.selectors.comparisons import latest_batch
 from feedback.services.errors import FieldError, int_in_range
 from feedback.services.exports import export_options, export_lines_for, jsonl_chunks
 from feedback.services.generation import comparisons_all_pairs, generation_config, prompts_for_batch
-from training.config import ConfigError
 from feedback.services.runs import RunProgress, run_cancel, run_enqueue, run_execute
+from training.config import SEED_MAX, ConfigError
 from training.progress import Hooks
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ def batch_params(project: Project, data: dict) -> dict:
         raise JobError("split", f"must be one of {', '.join(Prompt.Split.values)}")
     ids = data.get("prompt_ids")
     if ids is not None:
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or not ids:
-            raise JobError("prompt_ids", "must be a non-empty list of prompt ids")
+        if not isinstance(ids, list) or not ids or len(ids) > 10_000 or not all(int_in_range(i, 1, SEED_MAX) for i in ids):
+            raise JobError("prompt_ids", "must be a non-empty list of at most 10000 prompt ids")
         found = set(Prompt.objects.filter(project=project, pk__in=ids).values_list("pk", flat=True))
         missing = sorted(set(ids) - found)
         if missing:
@@ -57,7 +57,7 @@ def batch_params(project: Project, data: dict) -> dict:
     try:
         generation = generation_config(project, data.get("generation"))
     except ConfigError as exc:
-        raise JobError(f"generation.{exc.field}", exc.reason) from None
+        raise JobError(exc.path("generation"), exc.reason) from None
     return {"prompts": prompts, "samples_per_prompt": k, "split": split, "prompt_ids": ids,
             "generation": generation.__dict__}
 
@@ -92,11 +92,11 @@ def generate_params(data: dict) -> dict:
     if not int_in_range(max_new_tokens, 1, MAX_GENERATE_TOKENS):
         raise JobError("max_new_tokens", f"must be an integer between 1 and {MAX_GENERATE_TOKENS}")
     temperature = data.get("temperature", 0.7)
-    if not isinstance(temperature, (int, float)) or not 0 < temperature <= 5:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature <= 5:
         raise JobError("temperature", "must be a number in (0, 5]")
     seed = data.get("seed")
-    if seed is not None and not isinstance(seed, int):
-        raise JobError("seed", "must be an integer")
+    if seed is not None and not int_in_range(seed, 0, SEED_MAX):
+        raise JobError("seed", f"must be an integer between 0 and {SEED_MAX} (or null)")
     return {"prompts": messages, "max_new_tokens": max_new_tokens, "temperature": float(temperature), "seed": seed}
 
 

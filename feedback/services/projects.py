@@ -16,6 +16,9 @@ from feedback.selectors.checkpoints import reference_policy
 from feedback.services.checkpoints import checkpoint_register
 from feedback.services.errors import FieldError, RowError, int_in_range
 from feedback.services.model_paths import gguf_in, policy_base_ensure, policy_base_source
+from feedback.services.validation import (
+    MODEL_NAME_MAX_CHARS, PROMPT_MAX_CHARS, RESPONSE_MAX_CHARS, TAG_MAX_CHARS, TAGS_MAX, text_problem,
+)
 from training.config import ConfigError, GuardConfig, config_from_dict
 from training.progress import NO_HOOKS, Hooks
 
@@ -46,19 +49,32 @@ def _messages_from_row(row_number: int, row) -> list[dict]:
         if not isinstance(messages, list) or not messages:
             raise PromptImportError(row_number, "messages", "must be a non-empty list of {role, content}")
         for i, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or m["role"] not in ROLES \
+                    or not isinstance(m.get("content"), str):
                 raise PromptImportError(row_number, f"messages[{i}]", "needs role (system/user/assistant) and string content")
             if not m["content"].strip():
                 raise PromptImportError(row_number, f"messages[{i}].content", "is empty")
+            _check_text(row_number, f"messages[{i}].content", m["content"])
         if messages[-1]["role"] != "user":
             raise PromptImportError(row_number, "messages", "must end with a user turn")
+        # one limit for a prompt however it is written: a conversation is not a way around it
+        if sum(len(m["content"]) for m in messages) > PROMPT_MAX_CHARS:
+            raise PromptImportError(row_number, "messages", f"are longer than {PROMPT_MAX_CHARS} characters in all")
         return [{"role": m["role"], "content": m["content"]} for m in messages]
     text = row.get("prompt")
     if not isinstance(text, str) or not text.strip():
         raise PromptImportError(row_number, "prompt", "is missing or empty")
-    if len(text) > 20_000:
-        raise PromptImportError(row_number, "prompt", "is longer than 20000 characters")
+    if len(text) > PROMPT_MAX_CHARS:
+        raise PromptImportError(row_number, "prompt", f"is longer than {PROMPT_MAX_CHARS} characters")
+    _check_text(row_number, "prompt", text)
     return [{"role": "user", "content": text.strip()}]
+
+
+def _check_text(row_number: int, field: str, value: str) -> None:
+    """Refuse text no database can store (NUL, lone surrogates), naming row and field."""
+    reason = text_problem(value)
+    if reason:
+        raise PromptImportError(row_number, field, reason)
 
 
 def _split_and_tags(number: int, row) -> tuple[str | None, list[str]]:
@@ -71,6 +87,12 @@ def _split_and_tags(number: int, row) -> tuple[str | None, list[str]]:
     tags = row.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise PromptImportError(number, "tags", "must be a list of strings")
+    if len(tags) > TAGS_MAX:
+        raise PromptImportError(number, "tags", f"at most {TAGS_MAX} tags per prompt")
+    for i, tag in enumerate(tags):
+        if len(tag) > TAG_MAX_CHARS:
+            raise PromptImportError(number, f"tags[{i}]", f"is longer than {TAG_MAX_CHARS} characters")
+        _check_text(number, f"tags[{i}]", tag)
     return split, tags
 
 
@@ -79,8 +101,8 @@ def import_options(*, holdout_percent=0, tags=()) -> tuple[int, list[str]]:
     if not int_in_range(holdout_percent, 0, 100):
         raise ProjectError("holdout_percent", "must be an integer between 0 and 100")
     tags = [t.strip() for t in tags if isinstance(t, str) and t.strip()]
-    if len(tags) > 20 or any(len(t) > 50 for t in tags):
-        raise ProjectError("tags", "at most 20 tags of at most 50 characters each")
+    if len(tags) > 20 or any(len(t) > 50 or text_problem(t) for t in tags):
+        raise ProjectError("tags", "at most 20 tags of at most 50 characters each, without NUL or lone surrogates")
     return holdout_percent, tags
 
 
@@ -386,13 +408,16 @@ def comparison_rows_prepare(rows, *, holdout_percent: int = 0, tags=()) -> list[
             value = row.get(field)
             if not isinstance(value, str) or not value.strip():
                 raise PromptImportError(number, field, "is missing or empty")
-            if len(value) > 50_000:
-                raise PromptImportError(number, field, "is longer than 50000 characters")
+            if len(value) > RESPONSE_MAX_CHARS:
+                raise PromptImportError(number, field, f"is longer than {RESPONSE_MAX_CHARS} characters")
+            _check_text(number, field, value)
         models = {}
         for field, default in (("model_a", "imported-a"), ("model_b", "imported-b")):
             value = row.get(field, default)
-            if not isinstance(value, str) or not value.strip() or len(value) > 200:
-                raise PromptImportError(number, field, "must be a non-empty string of at most 200 characters")
+            if not isinstance(value, str) or not value.strip() or len(value) > MODEL_NAME_MAX_CHARS:
+                raise PromptImportError(
+                    number, field, f"must be a non-empty string of at most {MODEL_NAME_MAX_CHARS} characters")
+            _check_text(number, field, value)
             models[field] = value.strip()
         split, row_tags = _split_and_tags(number, row)
         gold = row.get("gold") or ""

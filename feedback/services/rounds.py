@@ -58,12 +58,12 @@ def round_config_resolve(project: Project, config: dict | None) -> dict:
         try:
             resolved[key] = asdict(config_from_dict(cls, config.get(key)))
         except ConfigError as exc:
-            raise RoundError(f"{key}.{exc.field}", exc.reason) from None
+            raise RoundError(exc.path(key), exc.reason) from None
     resolved["aggregation"] = exports.AGGREGATION_RULE
     try:
         resolved["generation"] = asdict(generation_config(project, config.get("generation")))
     except ConfigError as exc:
-        raise RoundError(f"generation.{exc.field}", exc.reason) from None
+        raise RoundError(exc.path("generation"), exc.reason) from None
     return resolved
 
 

@@ -13,6 +13,16 @@ class VoteError(FieldError):
     """A vote that cannot be accepted."""
 
 
+class IdempotencyKeyReused(VoteError):
+    """The key already names this annotator's vote on another comparison."""
+
+    http_status = 409
+
+    def __init__(self, vote: Vote):
+        super().__init__("idempotency_key", f"was already used for your vote on comparison {vote.comparison_id}; "
+                                            "send a new key for each vote")
+
+
 @dataclass
 class VoteResult:
     vote: Vote
@@ -50,7 +60,7 @@ def vote_submit(
     if idempotency_key:
         existing = Vote.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
         if existing is not None:
-            return VoteResult(existing, False)
+            return VoteResult(_same_comparison(existing, assignment_id), False)
     try:
         with transaction.atomic():
             try:
@@ -86,9 +96,22 @@ def vote_submit(
         vote = Vote.objects.filter(annotator=annotator, comparison__assignments__pk=assignment_id).first()
         if vote is None and idempotency_key:
             vote = Vote.objects.filter(annotator=annotator, idempotency_key=idempotency_key).first()
+            if vote is not None:
+                vote = _same_comparison(vote, assignment_id)
         if vote is None:
             raise
         return VoteResult(vote, False)
+
+
+def _same_comparison(vote: Vote, assignment_id: int) -> Vote:
+    """`vote` when it is on the assignment's comparison (a retry); a reused key on another is refused.
+
+    Answering a retry with the stored vote is the point of the key; answering a vote on
+    another comparison with it would tell the client its vote was stored when nothing was.
+    """
+    if not Assignment.objects.filter(pk=assignment_id, comparison_id=vote.comparison_id).exists():
+        raise IdempotencyKeyReused(vote)
+    return vote
 
 
 def _full(comparison: Comparison, assignment: Assignment) -> bool:

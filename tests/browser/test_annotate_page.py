@@ -1,5 +1,6 @@
 """The annotate page in real Chromium: mouse, keyboard, skip, progress, guidelines, layout."""
 import pytest
+from playwright.sync_api import expect
 
 from feedback.models import Assignment, Vote
 from tests.browser.conftest import screenshot
@@ -39,7 +40,8 @@ def test_vote_by_mouse_and_keyboard_skip_and_progress(page, live_server, login, 
     page.keyboard.press("e")
     page.keyboard.press("2")
     page.wait_for_url("**/annotate/**")
-    page.wait_for_function("document.querySelector('#progress').innerText.includes('total: 2')")
+    # waits without evaluating a string in the page: the Content-Security-Policy forbids eval
+    expect(page.locator("#progress")).to_contain_text("total: 2")
     vote2 = Vote.objects.get(comparison=second.comparison, annotator=alice)
     assert vote2.choice == ("b" if second.left_is_a else "a") and vote2.strength == 3
 
@@ -50,7 +52,7 @@ def test_vote_by_mouse_and_keyboard_skip_and_progress(page, live_server, login, 
     assert Vote.objects.filter(annotator=alice).count() == 2
     page.keyboard.press("Escape")
     page.keyboard.press("3")
-    page.wait_for_function("document.querySelector('#progress').innerText.includes('total: 3')")
+    expect(page.locator("#progress")).to_contain_text("total: 3")
     assert Vote.objects.get(comparison=third.comparison).rationale == "1234 tie"
 
     # skip with a reason
@@ -78,7 +80,7 @@ def test_double_click_stores_one_vote(page, live_server, login, alice, tiny_mode
     login(page, "alice", "alice-pw-123")
     page.goto(f"{live_server.url}/annotate/")
     page.dblclick('button[value="tie"]')
-    page.wait_for_function("document.querySelector('#progress').innerText.includes('total: 1')")
+    expect(page.locator("#progress")).to_contain_text("total: 1")
     assert Vote.objects.filter(annotator=alice).count() == 1
 
 

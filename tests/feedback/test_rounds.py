@@ -52,7 +52,7 @@ def test_snapshot_uses_majority_and_drops_ties(tiny_models, alice, bob, django_u
             vote_submit(annotator=user, assignment_id=a.pk, choice=choice, strength=3 if choice == "a" else None)
     records, snapshot = preference_snapshot(project)
     assert snapshot["votes"] == 6 and snapshot["pairs"] == 1
-    assert snapshot["dropped"]["tie_or_both_bad_only"] == 1
+    assert snapshot["dropped"]["tie_or_both_bad"] == 1
     (record,) = records
     assert record["agreement"] == pytest.approx(2 / 3)
     assert record["margin"] == 1.0
