@@ -43,7 +43,8 @@ def test_pages_carry_a_content_security_policy_and_no_inline_script(client, alic
     # and nothing of ours needs more: every script is a static file, no on* handlers
     offenders = []
     for template in (ROOT / "templates").rglob("*.html"):
-        text = template.read_text()
+        # template tags are not markup: `{% if only == "x" %}` is no on* handler
+        text = re.sub(r"\{%.*?%\}|\{\{.*?\}\}", "", template.read_text())
         for match in re.finditer(r"<script\b[^>]*>", text):
             if "src=" not in match.group() and 'type="application/json"' not in match.group():
                 offenders.append(f"{template.name}: {match.group()}")
