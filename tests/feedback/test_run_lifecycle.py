@@ -207,7 +207,8 @@ def test_heartbeat_thread_stamps_a_running_run(tiny_models):
 
 def _unreachable_task(name: str):
     """A task whose app talks to a Redis port where nothing listens: the broker is down."""
-    down = Celery("down", broker="redis://127.0.0.1:1/0")
+    # set_as_current=False: a current app would capture every shared_task sent after this test
+    down = Celery("down", broker="redis://127.0.0.1:1/0", set_as_current=False)
     down.conf.broker_connection_timeout = 1
     return down.task(name=name)(lambda *_: None)
 
