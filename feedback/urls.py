@@ -22,6 +22,8 @@ urlpatterns = [
     path("studio/projects/<int:project_id>/checkpoints/", views_studio.checkpoints_page, name="checkpoints"),
     path("studio/projects/<int:project_id>/checkpoints/<int:checkpoint_id>/promote/",
          views_studio.checkpoint_promote_view, name="checkpoint_promote"),
+    path("studio/projects/<int:project_id>/checkpoints/<int:checkpoint_id>/export/",
+         views_studio.checkpoint_export_view, name="checkpoint_export"),
     path("studio/projects/<int:project_id>/checkpoints/rollback/",
          views_studio.checkpoint_rollback_view, name="checkpoint_rollback"),
     path("studio/projects/<int:project_id>/playground/", views_studio.playground, name="playground"),

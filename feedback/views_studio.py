@@ -16,6 +16,7 @@ from feedback.selectors.rounds import round_win_rate, round_win_rate_vs_round0, 
 from feedback.selectors.studio import checkpoints_overview, round_plan, round_status
 from feedback.services.checkpoints import checkpoint_promote, checkpoint_rollback
 from feedback.services.errors import FieldError
+from feedback.services.model_export import checkpoint_export_stream
 from feedback.services.playground import playground_pair_send, playground_stream
 from feedback.services.rounds import RoundError, round_cancel, round_launch, round_retry, round_review
 from feedback.services.runs import QueueUnavailable, reap_quietly
@@ -130,6 +131,26 @@ def round_plan_partial(request, project_id: int):
     form = RoundSettingsForm(request.GET, project=project)
     plan = _plan_or_error(project, form)
     return render(request, "feedback/studio/_plan.html", {"project": project, "plan": plan, "form": form})
+
+
+def export_response(checkpoint: Checkpoint) -> StreamingHttpResponse:
+    """A policy checkpoint as a streamed .tar download (shared by the studio and the API)."""
+    filename, chunks = checkpoint_export_stream(checkpoint)
+    response = StreamingHttpResponse(chunks, content_type="application/x-tar")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@staff_member_required
+@require_GET
+def checkpoint_export_view(request, project_id: int, checkpoint_id: int):
+    """Download a policy as a Hugging Face model folder (.tar): merged weights, tokenizer, model card."""
+    checkpoint = get_object_or_404(Checkpoint, pk=checkpoint_id, project_id=project_id, kind=Checkpoint.Kind.POLICY)
+    try:
+        return export_response(checkpoint)
+    except FieldError as exc:
+        messages.error(request, f"{exc.field}: {exc.message}")
+        return redirect("feedback:checkpoints", project_id=project_id)
 
 
 @staff_member_required

@@ -148,6 +148,8 @@ REST_FRAMEWORK = {
         "votes": env_str("THROTTLE_VOTES", "1200/min"),
         "exports": env_str("THROTTLE_EXPORTS", "60/min"),
         "imports": env_str("THROTTLE_IMPORTS", "120/min"),
+        # /v1/chat/completions, per token: a generous default, generation is the real limit.
+        "serve": env_str("THROTTLE_SERVE", "600/min"),
     },
 }
 
@@ -161,6 +163,16 @@ SPECTACULAR_SETTINGS = {
 
 # Request bodies beyond this are refused before parsing (imports say so clearly).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RLHF_MAX_UPLOAD_MB", 64, minimum=1) * 1024 * 1024
+
+# Models a process keeps loaded (the playground in the web process, the serving process):
+# least recently used dropped first once either bound is passed.
+RLHF_MAX_LOADED_MODELS = env_int("RLHF_MAX_LOADED_MODELS", 2, minimum=1)
+RLHF_MAX_LOADED_MB = env_int("RLHF_MAX_LOADED_MB", 8192, minimum=1)
+# Serving (rlhf_site/serve.py): requests arriving within the window share a batch of at most
+# MAX_BATCH rows; MAX_TOKENS bounds max_tokens.
+RLHF_SERVE_MAX_BATCH = env_int("RLHF_SERVE_MAX_BATCH", 16, minimum=1)
+RLHF_SERVE_BATCH_WINDOW_MS = env_int("RLHF_SERVE_BATCH_WINDOW_MS", 5, minimum=0)
+RLHF_SERVE_MAX_TOKENS = env_int("RLHF_SERVE_MAX_TOKENS", 1024, minimum=1)
 
 # Upper bound on one round's wall time; the worker kills a task that overruns it.
 RLHF_ROUND_TIME_LIMIT_S = env_int("RLHF_ROUND_TIME_LIMIT_S", 3 * 3600, minimum=60)

@@ -190,71 +190,183 @@ class StreamChunk:
     """On the last chunk: the whole response, stripped as generate_responses() strips it."""
     token_count: int = 0
     finished: bool = False
+    """The response ended by itself: EOS, or one of its stop sequences."""
+    index: int = 0
+    """Which request of the batch this piece belongs to."""
+    finish_reason: str = ""
+    """On the last chunk: "stop" (EOS or a stop sequence), "length" (max_new_tokens) or "cancelled"."""
 
 
-def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Mask everything outside the smallest set of tokens whose probability reaches `top_p`."""
-    if top_p >= 1.0:
+@dataclass
+class GenerationRequest:
+    """One response to draw: its prompt and its own sampling settings (rows of one batch may differ)."""
+
+    prompt: str | Messages
+    max_new_tokens: int
+    temperature: float = 1.0
+    """0 means greedy (argmax)."""
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    """The response ends before the first of these strings; the string itself is not returned."""
+
+
+def _top_p_filter(logits: torch.Tensor, top_p) -> torch.Tensor:
+    """Mask everything outside the smallest set of tokens whose probability reaches `top_p`.
+
+    `top_p` is a float, or a tensor with one value per row of `logits`.
+    """
+    if not torch.is_tensor(top_p):
+        if top_p >= 1.0:
+            return logits
+        top_p = torch.tensor(top_p)
+    elif bool((top_p >= 1.0).all()):
         return logits
+    top_p = top_p.to(logits.dtype).unsqueeze(-1) if top_p.dim() else top_p
     sorted_logits, order = torch.sort(logits, descending=True)
-    cumulative = sorted_logits.softmax(-1).cumsum(-1)
+    probs = sorted_logits.softmax(-1)
     # keep a token while the mass before it is below top_p, so the top token always stays
-    drop = (cumulative - sorted_logits.softmax(-1)) >= top_p
+    drop = (probs.cumsum(-1) - probs) >= top_p
     sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
 
 
+def _stop_holdback(text: str, stops: tuple[str, ...]) -> int:
+    """How many characters at the end of `text` could still grow into a stop sequence.
+
+    A streamed piece must not show the start of a stop string that the next token completes.
+    """
+    held = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), held, -1):
+            if text.endswith(stop[:k]):
+                held = k
+                break
+    return held
+
+
+class _Row:
+    """The state of one response while its batch is decoded."""
+
+    def __init__(self, request: GenerationRequest, device):
+        self.request = request
+        self.generator = torch.Generator(device=device)
+        if request.seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(request.seed)
+        self.tokens: list[int] = []
+        self.sent = ""
+        self.text = ""
+        self.done = False
+        self.reason = ""
+
+    def visible(self, tokenizer) -> str:
+        """The response so far, cut at a stop sequence (which then ends the row)."""
+        text = tokenizer.decode(self.tokens, skip_special_tokens=True)
+        for stop in self.request.stop:
+            at = text.find(stop)
+            if at != -1:
+                text = text[:at]
+                self.done, self.reason = True, "stop"
+        return text
+
+
 @torch.no_grad()
-def stream_response(
-    model, tokenizer, prompt: str | Messages, *, max_new_tokens: int, temperature: float,
-    top_p: float = 1.0, seed: int | None = None, should_stop=None,
-):
-    """Yield one sampled response to `prompt` piece by piece as its tokens are drawn.
+def stream_batch(model, tokenizer, requests: list[GenerationRequest], *, should_stop=None):
+    """Draw one response per request, all in one batch, yielding StreamChunks as tokens arrive.
 
     Own token loop rather than `generate()` + `TextIteratorStreamer`: `generate()` samples
     from torch's global RNG, so a seed would have to be set process-wide, which a web
-    thread must not do (two requests would reseed each other). Here a local
-    `torch.Generator` draws every token. Same sampling as `sample()`: temperature, nucleus
-    `top_p`, no top-k, at least one token before EOS. Pieces are decoded from the whole
-    response each time, so a character split over several tokens arrives whole.
+    thread must not do (two requests would reseed each other). Here each row draws from
+    its own `torch.Generator`, so a seeded request gives the same text whatever it is
+    batched with. Same sampling as `sample()`: temperature, nucleus `top_p`, no top-k, at
+    least one token before EOS. Pieces are decoded from the whole response each time, so a
+    character split over several tokens arrives whole; text that may be the start of a
+    stop sequence is held back until it is known not to be one.
+
+    Each request's last chunk has `done` set; `should_stop()` returning true ends every
+    row with finish_reason "cancelled".
     """
-    generator = torch.Generator(device="cpu")
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
+    if not requests:
+        return
+    device = next(model.parameters()).device
     eos = eos_id(tokenizer)
-    enc = encode_prompts(tokenizer, [prompt])
+    rows = [_Row(r, "cpu") for r in requests]
+    enc = encode_prompts(tokenizer, [r.prompt for r in requests], device=device)
     input_ids, attention_mask = enc["input_ids"], enc["attention_mask"]
+    temperature = torch.tensor([r.temperature for r in requests], dtype=torch.float32)
+    greedy = temperature <= 0
+    temperature = torch.where(greedy, torch.ones_like(temperature), temperature).unsqueeze(1)
+    top_p = torch.tensor([r.top_p for r in requests], dtype=torch.float32)
     past = None
-    response: list[int] = []
-    sent = ""
-    finished = False
-    for _ in range(max_new_tokens):
+    step_input = input_ids
+    for step in range(max(r.max_new_tokens for r in requests)):
         if should_stop is not None and should_stop():
-            break
-        out = model(
-            input_ids=input_ids if past is None else input_ids[:, -1:],
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask)[:, -(1 if past is not None else input_ids.shape[1]):],
-            cache=past, use_cache=True,
-        )
+            for i, row in enumerate(rows):
+                if not row.done:
+                    row.done, row.reason = True, "cancelled"
+                    yield _final(row, i, tokenizer)
+            return
+        positions = position_ids_from_mask(attention_mask)[:, -step_input.shape[1]:]
+        out = model(input_ids=step_input, attention_mask=attention_mask, position_ids=positions,
+                    cache=past, use_cache=True, logits_to_keep=1)
         past = out.cache
-        logits = out.logits[0, -1].float() / temperature
-        if not response:
-            logits[eos] = float("-inf")  # min_new_tokens=1, as in sample()
+        logits = out.logits[:, -1].float().cpu() / temperature
+        if step == 0:
+            logits[:, eos] = float("-inf")  # min_new_tokens=1, as in sample()
         probs = _top_p_filter(logits, top_p).softmax(-1)
-        token = int(torch.multinomial(probs, 1, generator=generator))
-        response.append(token)
-        if token == eos:
-            finished = True
-            break
-        input_ids = torch.cat([input_ids, torch.tensor([[token]])], dim=1)
-        attention_mask = torch.cat([attention_mask, torch.ones((1, 1), dtype=attention_mask.dtype)], dim=1)
-        text = tokenizer.decode(response, skip_special_tokens=True)
-        if text.startswith(sent) and not text.endswith("\ufffd") and len(text) > len(sent):
-            yield StreamChunk(text=text[len(sent):])
-            sent = text
-    text = tokenizer.decode(response, skip_special_tokens=True)
-    yield StreamChunk(text=text[len(sent):] if text.startswith(sent) else "", done=True,
-                      full_text=text.strip(), token_count=len(response), finished=finished)
+        next_tokens = []
+        for i, row in enumerate(rows):
+            if row.done:
+                next_tokens.append(tokenizer.pad_token_id)
+                continue
+            if greedy[i]:
+                token = int(logits[i].argmax())
+            else:
+                token = int(torch.multinomial(probs[i], 1, generator=row.generator))
+            next_tokens.append(token)
+            if token == eos:
+                row.done, row.reason = True, "stop"
+            else:
+                row.tokens.append(token)
+                row.text = row.visible(tokenizer)
+                if not row.done and len(row.tokens) >= row.request.max_new_tokens:
+                    row.done, row.reason = True, "length"
+            if row.done:
+                yield _final(row, i, tokenizer, eos_counted=token == eos)
+                continue
+            shown = row.text[:len(row.text) - _stop_holdback(row.text, row.request.stop)]
+            if shown.startswith(row.sent) and not shown.endswith("\ufffd") and len(shown) > len(row.sent):
+                yield StreamChunk(text=shown[len(row.sent):], index=i)
+                row.sent = shown
+        if all(row.done for row in rows):
+            return
+        step_input = torch.tensor(next_tokens, device=device).unsqueeze(1)
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+
+
+def _final(row: _Row, index: int, tokenizer, *, eos_counted: bool = False) -> StreamChunk:
+    text = row.text if row.reason == "stop" and row.request.stop else tokenizer.decode(row.tokens, skip_special_tokens=True)
+    rest = text[len(row.sent):] if text.startswith(row.sent) else ""
+    return StreamChunk(text=rest, done=True, full_text=text.strip(), token_count=len(row.tokens) + int(eos_counted),
+                       finished=row.reason == "stop", index=index, finish_reason=row.reason)
+
+
+def stream_response(
+    model, tokenizer, prompt: str | Messages, *, max_new_tokens: int, temperature: float,
+    top_p: float = 1.0, seed: int | None = None, should_stop=None, stop: tuple[str, ...] = (),
+):
+    """Yield one sampled response to `prompt` piece by piece (stream_batch with one request)."""
+    request = GenerationRequest(prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                                top_p=top_p, seed=seed, stop=tuple(stop))
+    yield from stream_batch(model, tokenizer, [request], should_stop=should_stop)
+
+
+def complete_batch(model, tokenizer, requests: list[GenerationRequest]) -> list[StreamChunk]:
+    """The final chunk (full text, token count, finish reason) of every request, in order."""
+    results: list[StreamChunk | None] = [None] * len(requests)
+    for chunk in stream_batch(model, tokenizer, requests):
+        if chunk.done:
+            results[chunk.index] = chunk
+    return results

@@ -29,6 +29,7 @@ urlpatterns = [
     path("projects/<int:project_pk>/checkpoints/<int:pk>/promote/", checkpoint_promote, name="checkpoint-promote"),
     path("comparisons/<int:comparison_id>/votes/", views.vote_create, name="vote-create"),
     path("checkpoints/<int:checkpoint_id>/generate/", views.checkpoint_generate, name="checkpoint-generate"),
+    path("checkpoints/<int:checkpoint_id>/export/", views.checkpoint_export, name="checkpoint-export"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

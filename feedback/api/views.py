@@ -400,6 +400,21 @@ def checkpoint_generate(request, checkpoint_id: int):
     return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY})
+@api_view(["GET"])
+@permission_classes([IsStaff])
+@throttle_classes([ScopedRateThrottle])
+def checkpoint_export(request, checkpoint_id: int):
+    """A policy checkpoint as a Hugging Face model folder, streamed as a .tar (LoRA merged, model card)."""
+    from feedback.views_studio import export_response
+
+    checkpoint = get_object_or_404(Checkpoint, pk=checkpoint_id, kind=Checkpoint.Kind.POLICY)
+    return export_response(checkpoint)
+
+
+checkpoint_export.cls.throttle_scope = "exports"
+
+
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     """Background jobs: poll, cancel, download an export file (staff)."""
 

@@ -1,14 +1,13 @@
 """The playground: two policies answer one prompt side by side, streamed; a pair can go to the annotators.
 
-Models stay loaded between requests in a small LRU (by path, at most two): loading a
-checkpoint costs seconds, and comparing the same two over several prompts is the usual
-use. Both answers are generated at once, each in its own thread, and their pieces are
+Models stay loaded between requests in the process's LRU (training/model_cache.py, by path;
+at most RLHF_MAX_LOADED_MODELS, two by default): loading a checkpoint costs seconds, and
+comparing the same two over several prompts is the usual use. Both answers are generated at once, each in its own thread, and their pieces are
 merged into one stream as they come.
 """
 import queue
 import threading
 import uuid
-from collections import OrderedDict
 
 from django.core import signing
 from django.db import transaction
@@ -16,48 +15,14 @@ from django.db import transaction
 from feedback.models import Checkpoint, Comparison, Project, Prompt, Sample, TrainingRound
 from feedback.services.errors import FieldError
 from feedback.services.generation import comparison_store
+from feedback.services.serving import loaded_models
 
-MAX_LOADED_MODELS = 2
 PAIR_SALT = "feedback.playground.pair"
 PAIR_MAX_AGE_S = 24 * 3600
 
 
-class _ModelCache:
-    """Loaded policies by checkpoint path, least recently used dropped first."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._models: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, path: str):
-        """(model, tokenizer) of the policy at `path`, loading it on first use."""
-        with self._lock:
-            if path in self._models:
-                self._models.move_to_end(path)
-                return self._models[path]
-        from training.models import load_policy
-
-        # Loaded outside the lock (seconds), so a request for a cached model never waits
-        # behind a load; two first requests for one path may both load it, the second wins.
-        loaded = load_policy(path)
-        with self._lock:
-            self._models[path] = loaded
-            self._models.move_to_end(path)
-            while len(self._models) > self.size:
-                self._models.popitem(last=False)
-        return loaded
-
-    def paths(self) -> list[str]:
-        with self._lock:
-            return list(self._models)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
-
-
-models = _ModelCache(MAX_LOADED_MODELS)
+# The process's one model LRU, shared with serving (services/serving.py).
+models = loaded_models
 
 
 def playground_stream(*, project: Project, checkpoint_a: Checkpoint, checkpoint_b: Checkpoint,

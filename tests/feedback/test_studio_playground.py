@@ -100,7 +100,9 @@ def test_forged_or_foreign_pairs_are_refused(client, admin_user, two_policies, t
 def test_model_cache_keeps_at_most_two(tiny_models, tmp_path):
     import shutil
 
-    cache = playground._ModelCache(2)
+    from training.model_cache import ModelCache
+
+    cache = ModelCache(2)
     paths = []
     for i in range(3):
         shutil.copytree(tiny_models["policy"], tmp_path / f"p{i}")
