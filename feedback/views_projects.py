@@ -345,7 +345,7 @@ def project_queue(request, project_id: int):
     if status not in ("", *Comparison.Status.values):
         status = ""
     only = request.GET.get("only", "")
-    if only not in ("", "reserved", "skipped"):
+    if only not in ("", "reserved", "skipped", "flagged"):
         only = ""
     before = request.GET.get("before", "")
     before_id = int(before) if before.isdigit() else None
