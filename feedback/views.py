@@ -1,13 +1,13 @@
 """Pages for annotators (/annotate/) and admins (/studio/): thin, they call services."""
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from feedback.decorators import staff_member_required
 from feedback.charts import round_history_charts
 from feedback.forms import FlagForm, RoundLaunchForm, SkipForm, VoteForm
 from feedback.models import Assignment, Comparison, Project
