@@ -5,6 +5,8 @@ from feedback.models import (
     Assignment,
     Checkpoint,
     Comparison,
+    ComparisonFlag,
+    Job,
     Project,
     ProjectMembership,
     Prompt,
@@ -18,7 +20,7 @@ from feedback.models import (
 class ProjectAdmin(admin.ModelAdmin):
     """Projects and their settings."""
 
-    list_display = ("name", "votes_per_comparison", "archived_at", "created_at")
+    list_display = ("name", "votes_per_comparison", "reveal_models", "archived_at", "created_at")
     search_fields = ("name",)
 
 
@@ -84,9 +86,29 @@ class AssignmentAdmin(admin.ModelAdmin):
 class VoteAdmin(admin.ModelAdmin):
     """Votes as cast."""
 
-    list_display = ("id", "comparison", "annotator", "choice", "strength", "time_spent_ms", "created_at")
+    list_display = ("id", "comparison", "annotator", "choice", "strength", "time_spent_ms", "created_at", "changed_at")
     list_filter = ("choice", "comparison__project")
     raw_id_fields = ("comparison", "left_sample")
+    readonly_fields = ("history", "changed_at")
+
+
+@admin.register(ComparisonFlag)
+class ComparisonFlagAdmin(admin.ModelAdmin):
+    """Comparisons annotators reported as harmful, broken or unclear."""
+
+    list_display = ("id", "comparison", "reason", "annotator", "note", "created_at")
+    list_filter = ("reason", "comparison__project")
+    raw_id_fields = ("comparison",)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    """Background jobs (batches, generations, export files, round-0 setup); start and cancel them in the studio."""
+
+    list_display = ("id", "kind", "project", "status", "stage", "progress_step", "progress_total", "created_at",
+                    "finished_at")
+    list_filter = ("kind", "status", "project")
+    readonly_fields = ("params", "result", "timings", "error", "traceback", "claimed_by", "heartbeat_at")
 
 
 @admin.register(TrainingRound)

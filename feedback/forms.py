@@ -3,7 +3,7 @@ from dataclasses import asdict, fields
 
 from django import forms
 
-from feedback.models import Vote
+from feedback.models import ComparisonFlag, Vote
 from training.config import GenerationConfig, PPOConfig, RewardConfig, field_help
 
 SKIP_REASONS = [
@@ -22,6 +22,34 @@ class VoteForm(forms.Form):
     rationale = forms.CharField(required=False, max_length=5000)
     time_spent_ms = forms.IntegerField(required=False, min_value=0, max_value=24 * 3600 * 1000)
     idempotency_key = forms.CharField(required=False, max_length=100)
+
+
+class VoteEditForm(forms.Form):
+    """A changed vote, in screen sides; `undo` says it came from "Undo last vote" (the window applies)."""
+
+    side = VoteForm.base_fields["side"]
+    strength = VoteForm.base_fields["strength"]
+    rationale = forms.CharField(required=False, max_length=5000)
+    undo = forms.BooleanField(required=False)
+
+
+class FlagForm(forms.Form):
+    """An annotator's report on a comparison, besides (not instead of) voting."""
+
+    reason = forms.ChoiceField(choices=ComparisonFlag.Reason.choices, widget=forms.RadioSelect)
+    note = forms.CharField(required=False, max_length=2000, widget=forms.TextInput(attrs={"placeholder": "what is wrong (optional)"}))
+
+
+class HistoryFilterForm(forms.Form):
+    """Filters of "my votes"."""
+
+    project = forms.TypedChoiceField(coerce=int, required=False, empty_value=None)
+    choice = forms.ChoiceField(required=False, choices=[("", "any choice"), ("a", "A better"), ("b", "B better"),
+                                                        ("tie", "tie"), ("both_bad", "both bad")])
+
+    def __init__(self, *args, projects=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["project"].choices = [("", "all projects")] + [(p.pk, p.name) for p in projects]
 
 
 class SkipForm(forms.Form):

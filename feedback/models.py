@@ -32,6 +32,9 @@ class Project(models.Model):
     votes_per_comparison = models.PositiveSmallIntegerField(
         default=1, help_text="How many annotators vote on each comparison (overlap)."
     )
+    reveal_models = models.BooleanField(
+        default=False, help_text="After a vote (never before), show the annotator which model wrote which side.",
+    )
     archived_at = models.DateTimeField(
         null=True, blank=True, help_text="Archived projects are hidden from annotators and take no new rounds or batches."
     )
@@ -270,6 +273,11 @@ class Vote(models.Model):
     left_sample = models.ForeignKey(Sample, on_delete=models.CASCADE, related_name="+", help_text="Shown on the left.")
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=100, blank=True)
+    history = models.JSONField(
+        default=list, blank=True,
+        help_text="Earlier versions of a changed vote, oldest first: {choice, strength, rationale, until, via}.",
+    )
+    changed_at = models.DateTimeField(null=True, blank=True, help_text="Last time the annotator changed it.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -285,6 +293,31 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator} → {self.choice} on {self.comparison_id}"
+
+
+class ComparisonFlag(models.Model):
+    """An annotator's report that a comparison is harmful, broken or unclear; staff see them on the queue."""
+
+    class Reason(models.TextChoices):
+        HARMFUL = "harmful", "harmful content"
+        BROKEN = "broken", "broken (garbled, empty, wrong language)"
+        PROMPT_UNCLEAR = "prompt_unclear", "prompt unclear"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="flags")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="flags")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # a second press of the same flag is the same report, not two
+            models.UniqueConstraint(fields=["comparison", "annotator", "reason"], name="one_flag_per_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} on {self.comparison_id} by {self.annotator}"
 
 
 class Run(models.Model):

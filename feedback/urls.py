@@ -1,7 +1,7 @@
 """Routes of the annotator and studio pages."""
 from django.urls import path
 
-from feedback import views, views_projects, views_quality, views_studio
+from feedback import views, views_annotate, views_projects, views_quality, views_studio
 
 app_name = "feedback"
 
@@ -10,6 +10,9 @@ urlpatterns = [
     path("annotate/", views.annotate, name="annotate"),
     path("annotate/<int:assignment_id>/vote/", views.annotate_vote, name="annotate_vote"),
     path("annotate/<int:assignment_id>/skip/", views.annotate_skip, name="annotate_skip"),
+    path("annotate/<int:assignment_id>/flag/", views_annotate.annotate_flag, name="annotate_flag"),
+    path("annotate/votes/<int:vote_id>/edit/", views_annotate.vote_edit, name="vote_edit"),
+    path("annotate/history/", views_annotate.history, name="history"),
     path("studio/", views.studio, name="studio"),
     path("studio/projects/<int:project_id>/rounds/", views.studio_round_launch, name="round_launch"),
     path("studio/rounds/<int:round_id>/", views_studio.round_detail, name="round_detail"),

@@ -1,14 +1,15 @@
 """Pages for annotators (/annotate/) and admins (/studio/): thin, they call services."""
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from feedback.decorators import staff_member_required
 from feedback.charts import round_history_charts
-from feedback.forms import RoundLaunchForm, SkipForm, VoteForm
+from feedback.forms import FlagForm, RoundLaunchForm, SkipForm, VoteForm
 from feedback.models import Assignment, Comparison, Project
 from feedback.selectors.checkpoints import active_policy
 from feedback.selectors.progress import annotator_progress, project_counts
@@ -17,7 +18,8 @@ from feedback.selectors.rounds import round_win_rate, rounds_for_project, runnin
 from feedback.services.assignment import assignment_next, assignment_skip
 from feedback.services.rounds import RoundError, round_launch
 from feedback.services.runs import QueueUnavailable
-from feedback.services.votes import VoteError, vote_submit
+from feedback.services.votes import VoteConflict, VoteError, vote_submit
+from feedback.views_annotate import ANNOTATE_FLASH_KEY, last_vote_context, screen_choice
 
 
 ANNOTATE_PROJECT_KEY = "annotate_project"
@@ -53,11 +55,13 @@ def _annotate_url(project: Project) -> str:
 @login_required
 def annotate(request):
     project = _project_for(request)
-    context = {"project": project, "projects": projects_for_user(request.user, include_archived=False)}
+    context = {"project": project, "projects": projects_for_user(request.user, include_archived=False),
+               "undo_seconds": f"{settings.RLHF_VOTE_UNDO_S} s"}
     if project is None:
         return render(request, "feedback/annotate_empty.html", context)
     assignment = assignment_next(annotator=request.user, project=project)
     context["progress"] = annotator_progress(annotator=request.user, project=project)
+    context["last"] = last_vote_context(request, project, request.session.pop(ANNOTATE_FLASH_KEY, None))
     if assignment is None:
         return render(request, "feedback/annotate_empty.html", context)
     comparison = assignment.comparison
@@ -71,6 +75,7 @@ def annotate(request):
         "left": left,
         "right": right,
         "skip_form": SkipForm(),
+        "flag_form": FlagForm(),
     })
     return render(request, "feedback/annotate.html", context)
 
@@ -85,20 +90,21 @@ def annotate_vote(request, assignment_id: int):
         messages.error(request, "Your vote was not saved: " + "; ".join(
             f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()))
         return HttpResponseRedirect(_annotate_url(project))
-    side = form.cleaned_data["side"]
-    if side in ("left", "right"):
-        left_is_a = assignment.left_is_a
-        choice = Comparison.Choice.A if (side == "left") == left_is_a else Comparison.Choice.B
-    else:
-        choice = side
+    left_is_a = assignment.left_is_a
+    choice = screen_choice(form.cleaned_data["side"], left_is_a=left_is_a)
     try:
-        vote_submit(
+        result = vote_submit(
             annotator=request.user, assignment_id=assignment.pk, choice=choice,
             strength=form.cleaned_data["strength"], rationale=form.cleaned_data["rationale"],
             time_spent_ms=form.cleaned_data["time_spent_ms"], idempotency_key=form.cleaned_data["idempotency_key"],
         )
     except VoteError as exc:
         messages.error(request, f"Your vote was not saved: {exc}")
+    except VoteConflict as exc:
+        messages.error(request, f"Your vote was not changed: {exc.reason}. Your earlier vote stands.")
+    else:
+        request.session[ANNOTATE_FLASH_KEY] = {"status": "changed" if result.changed else "saved",
+                                               "vote": result.vote.pk}
     return HttpResponseRedirect(_annotate_url(project))
 
 
@@ -109,6 +115,7 @@ def annotate_skip(request, assignment_id: int):
     form = SkipForm(request.POST)
     if form.is_valid():
         assignment_skip(annotator=request.user, assignment_id=assignment.pk, reason=form.cleaned_data["reason"])
+        request.session[ANNOTATE_FLASH_KEY] = {"status": "skipped"}
     else:
         messages.error(request, "Choose why you skip.")
     return HttpResponseRedirect(_annotate_url(assignment.comparison.project))

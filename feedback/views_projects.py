@@ -8,7 +8,6 @@ import time
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user_model
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,6 +15,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from feedback.decorators import staff_member_required
 from feedback.api.parsing import parse_rows
 from feedback.forms_projects import AnnotatorCreateForm, BatchForm, MemberAddForm, ProjectForm, UploadForm
 from feedback.models import Comparison, Job, Project
@@ -349,7 +349,7 @@ def project_queue(request, project_id: int):
     if status not in ("", *Comparison.Status.values):
         status = ""
     only = request.GET.get("only", "")
-    if only not in ("", "reserved", "skipped"):
+    if only not in ("", "reserved", "skipped", "flagged"):
         only = ""
     before = request.GET.get("before", "")
     before_id = int(before) if before.isdigit() else None

@@ -2,12 +2,13 @@
 checkpoints with promote / roll back, and the playground. Thin: they call services and selectors."""
 import json
 
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from feedback.decorators import staff_member_required
 from feedback.charts import PPO_SERIES, REWARD_SERIES, metric_charts
 from feedback.forms import CheckpointActionForm, PlaygroundForm, RoundSettingsForm
 from feedback.models import Checkpoint, Project, TrainingRound
@@ -46,6 +47,7 @@ def round_detail(request, round_id: int):
         "ppo_charts": metric_charts(metrics.get("ppo", []), PPO_SERIES),
         "reward_charts": metric_charts(metrics.get("reward", []), REWARD_SERIES),
         "reward_summary": metrics.get("reward_summary", {}),
+        "min_heldout_pairs": settings.RLHF_MIN_HELDOUT_PAIRS,
         "ppo_summary": metrics.get("ppo_summary", {}),
         "win_rate": round_win_rate(training_round),
         "guards": metrics.get("guards"),

@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI's files served from our static files: /api/v1/docs/ works offline.
+    "drf_spectacular_sidecar",
     "feedback",
 ]
 
@@ -159,7 +161,16 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+
+# How long after voting an annotator (or an API client voting again) may change the vote
+# without going through "my votes"; a vote a round's snapshot used never changes.
+RLHF_VOTE_UNDO_S = env_int("RLHF_VOTE_UNDO_S", 120, minimum=0)
+# Below this many held-out pairs the reward model's accuracy is shown greyed out.
+RLHF_MIN_HELDOUT_PAIRS = env_int("RLHF_MIN_HELDOUT_PAIRS", 20, minimum=1)
 
 # Request bodies beyond this are refused before parsing (imports say so clearly).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RLHF_MAX_UPLOAD_MB", 64, minimum=1) * 1024 * 1024

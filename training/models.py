@@ -3,9 +3,11 @@
 Nothing here reaches a model hub: every path is a local folder (HF_HUB_OFFLINE is set
 before transformers is imported).
 """
+import contextlib
 import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -129,14 +131,30 @@ def load_policy(path: str | Path, *, trainable: bool = False):
     return model, tokenizer
 
 
+@contextlib.contextmanager
+def _known_harmless_load_warnings():
+    """Silence, for one load, the two warnings every fresh reward model prints and nobody can act on:
+    the classifier head "newly initialized" (a fresh head is the point of a reward base) and
+    all-MiniLM's config passing the deprecated `gradient_checkpointing` flag."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def load_reward_model(path: str | Path):
     """Load a sequence classifier with one output (the reward) and its tokenizer."""
     path = Path(path)
     if not path.exists():
         raise ModelNotFound(f"reward model {path} does not exist")
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    with _known_harmless_load_warnings():
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32)
     tokenizer.padding_side = "right"
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
     if model.config.pad_token_id is None:

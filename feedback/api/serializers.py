@@ -129,12 +129,21 @@ class VoteInSerializer(serializers.Serializer):
 
 
 class VoteSerializer(serializers.ModelSerializer):
-    """A stored vote (choice in terms of the comparison's sample A/B)."""
+    """A stored vote. `choice` is in the terms the caller used (a/b as `next` showed them);
+    `stored_choice` is in the comparison's own sample A/B terms, as exports use it."""
+
+    choice = serializers.SerializerMethodField()
+    stored_choice = serializers.CharField(source="choice", read_only=True)
 
     class Meta:
         model = Vote
-        fields = ["id", "comparison", "choice", "strength", "rationale", "left_sample", "time_spent_ms",
-                  "idempotency_key", "created_at"]
+        fields = ["id", "comparison", "choice", "stored_choice", "strength", "rationale", "left_sample",
+                  "time_spent_ms", "idempotency_key", "history", "changed_at", "created_at"]
+
+    def get_choice(self, vote) -> str:
+        from feedback.selectors.votes import vote_shown_choice
+
+        return vote_shown_choice(vote)
 
 
 class ComparisonSerializer(serializers.ModelSerializer):

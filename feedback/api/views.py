@@ -55,7 +55,7 @@ from feedback.services.projects import (
     prompts_import,
 )
 from feedback.services.rounds import round_cancel, round_launch, round_retry, round_review
-from feedback.services.votes import vote_submit
+from feedback.services.votes import VoteConflict, vote_submit
 
 
 def _import_options(request) -> dict:
@@ -258,7 +258,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
 
 
 
-@extend_schema(request=VoteInSerializer, responses={201: VoteSerializer, 200: VoteSerializer})
+@extend_schema(request=VoteInSerializer, responses={201: VoteSerializer, 200: VoteSerializer,
+                                                    409: OpenApiTypes.OBJECT})
 @api_view(["POST"])
 @permission_classes([IsAuthenticated])
 @throttle_classes([ScopedRateThrottle])
@@ -280,11 +281,16 @@ def vote_create(request, comparison_id: int):
             raise ValidationError({label: f"response {data[label]} was not shown as {label}; expected {expected}"})
     if choice in ("a", "b"):
         choice = "a" if shown["ab".index(choice)] == comparison.sample_a_id else "b"
-    result = vote_submit(
-        annotator=request.user, assignment_id=assignment.pk, choice=choice, strength=data.get("strength"),
-        rationale=data.get("rationale", ""), time_spent_ms=data.get("time_spent_ms"),
-        idempotency_key=data.get("idempotency_key", ""),
-    )
+    try:
+        result = vote_submit(
+            annotator=request.user, assignment_id=assignment.pk, choice=choice, strength=data.get("strength"),
+            rationale=data.get("rationale", ""), time_spent_ms=data.get("time_spent_ms"),
+            idempotency_key=data.get("idempotency_key", ""),
+        )
+    except VoteConflict as conflict:
+        # the stored vote stands; say which one, so the client can show it or change it in time next time
+        return Response({"detail": str(conflict), "vote": VoteSerializer(conflict.vote).data},
+                        status=status.HTTP_409_CONFLICT)
     return Response(VoteSerializer(result.vote).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
@@ -310,7 +316,7 @@ class MyVotesViewSet(viewsets.ReadOnlyModelViewSet):
             if not project.isdigit():
                 raise ValidationError({"project": "must be a project id"})
             votes = votes.filter(comparison__project_id=int(project))
-        return votes.order_by("id")
+        return votes.select_related("comparison").order_by("id")
 
 
 class RoundViewSet(viewsets.GenericViewSet):

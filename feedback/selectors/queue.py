@@ -4,7 +4,7 @@ from collections import defaultdict
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from feedback.models import Assignment, Comparison, Project
+from feedback.models import Assignment, Comparison, ComparisonFlag, Project
 
 QUEUE_PAGE_ROWS = 100
 
@@ -21,13 +21,14 @@ def queue_counts(project: Project) -> dict:
         reserved_now=Count("id", filter=Q(status=Assignment.Status.RESERVED, reserved_until__gt=now)),
         skipped=Count("id", filter=Q(status=Assignment.Status.SKIPPED)),
     )
-    return {**counts, **assignments}
+    flagged = ComparisonFlag.objects.filter(comparison__project=project).values("comparison").distinct().count()
+    return {**counts, **assignments, "flagged": flagged}
 
 
 def queue_rows(project: Project, *, status: str = "", only: str = "", before_id: int | None = None,
                limit: int = QUEUE_PAGE_ROWS) -> list[dict]:
-    """The newest comparisons first (optionally one status, or only those `reserved` now or
-    `skipped`), each with its votes, live reservations and skips."""
+    """The newest comparisons first (optionally one status, or only those `reserved` now,
+    `skipped` or `flagged`), each with its votes, live reservations and skips."""
     now = timezone.now()
     comparisons = Comparison.objects.filter(project=project).select_related("prompt")
     if status:
@@ -37,6 +38,8 @@ def queue_rows(project: Project, *, status: str = "", only: str = "", before_id:
                                          assignments__reserved_until__gt=now).distinct()
     elif only == "skipped":
         comparisons = comparisons.filter(assignments__status=Assignment.Status.SKIPPED).distinct()
+    elif only == "flagged":
+        comparisons = comparisons.filter(flags__isnull=False).distinct()
     if before_id:
         comparisons = comparisons.filter(pk__lt=before_id)
     comparisons = list(comparisons.annotate(vote_count=Count("votes", distinct=True)).order_by("-id")[:limit])
@@ -52,4 +55,7 @@ def queue_rows(project: Project, *, status: str = "", only: str = "", before_id:
             slot["reserved"].append({"who": a.annotator.get_username(), "until": a.reserved_until})
         else:
             slot["expired"] += 1
-    return [{"comparison": c, **by_comparison[c.pk]} for c in comparisons]
+    flags = defaultdict(list)
+    for flag in ComparisonFlag.objects.filter(comparison__in=comparisons).select_related("annotator").order_by("id"):
+        flags[flag.comparison_id].append(flag)
+    return [{"comparison": c, **by_comparison[c.pk], "flags": flags[c.pk]} for c in comparisons]

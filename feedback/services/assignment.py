@@ -1,8 +1,10 @@
 """The work queue: which comparison an annotator gets next.
 
-Invariants: an annotator never gets the same comparison twice (unique assignment per
+Invariants: an annotator never votes on the same comparison twice (unique assignment per
 comparison × annotator); live reservations plus votes never exceed the comparison's
-votes_needed; a reservation that expires returns its slot to the pool.
+votes_needed; a reservation that expires returns its slot to the pool, and the pool
+includes the annotator who let it expire (they never voted on it: with one annotator
+the comparison would otherwise be stranded for good).
 """
 import random
 import time
@@ -61,7 +63,9 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
         now = timezone.now()
         open_for_me = (
             Comparison.objects.filter(project=project, status=Comparison.Status.OPEN)
-            .exclude(assignments__annotator=annotator)
+            # voted, skipped or held now by this annotator; an expired reservation of theirs stays in
+            .exclude(assignments__in=Assignment.objects.filter(annotator=annotator).exclude(
+                status=Assignment.Status.RESERVED, reserved_until__lte=now))
             .annotate(taken=_taken(now))
             .filter(taken__lt=F("votes_needed"))
             .order_by("id")
@@ -79,7 +83,7 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
                     continue
                 try:
                     with transaction.atomic():
-                        assignment = Assignment.objects.create(
+                        assignment = _renew_expired(comparison, annotator, now) or Assignment.objects.create(
                             comparison=comparison, annotator=annotator, reserved_until=now + RESERVATION,
                             left_is_a=random.random() < 0.5,
                         )
@@ -95,6 +99,17 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
             return None
         time.sleep(min(0.005 * (attempt + 1), 0.1))
     return None
+
+
+def _renew_expired(comparison: Comparison, annotator: AbstractUser, now) -> Assignment | None:
+    """Reserve again the annotator's own expired reservation of `comparison`, if any; it keeps
+    its sides, so the item looks as it did."""
+    renewed = Assignment.objects.filter(
+        comparison=comparison, annotator=annotator, status=Assignment.Status.RESERVED, reserved_until__lte=now,
+    ).update(reserved_until=now + RESERVATION)
+    if not renewed:
+        return None
+    return Assignment.objects.get(comparison=comparison, annotator=annotator)
 
 
 def assignment_skip(*, annotator: AbstractUser, assignment_id: int, reason: str) -> Assignment:

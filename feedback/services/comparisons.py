@@ -3,7 +3,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from feedback.models import Assignment, Comparison
+from feedback.models import Assignment, Comparison, ComparisonFlag
+from feedback.services.errors import FieldError
 
 
 def comparison_requeue(*, comparison: Comparison) -> int:
@@ -36,3 +37,20 @@ def comparison_retire(*, comparison: Comparison) -> Comparison:
         comparison.assignments.filter(status=Assignment.Status.RESERVED).delete()
     comparison.refresh_from_db(fields=["status"])
     return comparison
+
+
+def comparison_flag(*, annotator, comparison_id: int, reason: str, note: str = "") -> ComparisonFlag:
+    """Record an annotator's report on a comparison they were given; pressing the same flag
+    twice keeps one report (with the latest note)."""
+    if reason not in ComparisonFlag.Reason.values:
+        raise FieldError("reason", f"must be one of {', '.join(ComparisonFlag.Reason.values)}")
+    if len(note) > 2000:
+        raise FieldError("note", "is longer than 2000 characters")
+    if not Assignment.objects.filter(comparison_id=comparison_id, annotator=annotator).exists():
+        raise FieldError("comparison", "flag only comparisons you were given")
+    flag, created = ComparisonFlag.objects.get_or_create(
+        comparison_id=comparison_id, annotator=annotator, reason=reason, defaults={"note": note})
+    if not created and note and note != flag.note:
+        flag.note = note
+        flag.save(update_fields=["note"])
+    return flag

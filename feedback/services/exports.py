@@ -151,6 +151,8 @@ def pair_row(fmt: str, messages: list[dict], chosen: str, rejected: str) -> dict
 _COMPARISON_FIELDS = (
     "id", "batch", "prompt__messages", "sample_a_id", "sample_b_id", "sample_a__text", "sample_b__text",
     "sample_a__model_name", "sample_b__model_name", "sample_a__checkpoint_id", "sample_b__checkpoint_id",
+    "sample_a__checkpoint__name", "sample_b__checkpoint__name",
+    "sample_a__checkpoint__produced_by__number", "sample_b__checkpoint__produced_by__number",
 )
 _VOTE_FIELDS = ("comparison_id", "choice")
 _RAW_VOTE_FIELDS = ("comparison_id", "choice", "id", "strength", "rationale", "time_spent_ms", "created_at",
@@ -166,9 +168,9 @@ class _Comparison:
 
     def __init__(self, row: tuple):
         (self.id, self.batch, self.messages, self.sample_a_id, self.sample_b_id, self.text_a, self.text_b,
-         model_a, model_b, self.checkpoint_a, self.checkpoint_b) = row
-        self.model_a = model_a or (f"checkpoint:{self.checkpoint_a}" if self.checkpoint_a else "unknown")
-        self.model_b = model_b or (f"checkpoint:{self.checkpoint_b}" if self.checkpoint_b else "unknown")
+         model_a, model_b, self.checkpoint_a, self.checkpoint_b, name_a, name_b, round_a, round_b) = row
+        self.model_a = model_a or (model_label(name_a, round_a) if self.checkpoint_a else "unknown")
+        self.model_b = model_b or (model_label(name_b, round_b) if self.checkpoint_b else "unknown")
         self._lines = {}
         self.ratings = None
 
@@ -198,6 +200,12 @@ class _Comparison:
         if choice == "b":
             return _dumps(pair_row(fmt, self.messages, self.text_b, self.text_a))
         return None  # ties and both-bad are never pairs
+
+
+def model_label(checkpoint_name: str, round_number: int | None) -> str:
+    """How a checkpoint is named to people and leaderboards: its name and the round that made it
+    (round 0: the base policy, made by no round)."""
+    return f"{checkpoint_name} (round {round_number or 0})"
 
 
 def _dumps(row: dict) -> str:

@@ -148,8 +148,15 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
     def next_stage(status: str, **fields):
         nonlocal stage_started
         now = time.monotonic()
-        timings[training_round.status] = round(now - stage_started, 2)
+        ended = training_round.status
+        timings[ended] = round(now - stage_started, 2)
         stage_started = now
+        # the worker log is where an operator looks first: one line per stage, with its figures
+        figures = {"snapshot": training_round.snapshot, "reward": metrics.get("reward_summary"),
+                   "ppo": metrics.get("ppo_summary")}.get(ended) or {}
+        logger.info("round %s of %s: %s ended after %.1f s %s; %s starts", training_round.number, project,
+                    ended, timings[ended], {k: v for k, v in figures.items() if not isinstance(v, (dict, list, str))},
+                    status)
         run_set_stage(training_round, status, timings=timings, **fields)
 
     config = training_round.config
@@ -159,7 +166,7 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
         raise RoundError("project", "has no active policy checkpoint")
     records, snapshot = exports.preference_snapshot(project)
     TrainingRound.objects.filter(pk=round_id).update(snapshot=snapshot, parent_policy=parent)
-    training_round.parent_policy = parent
+    training_round.parent_policy, training_round.snapshot = parent, snapshot
     if len(records) < config["min_pairs"]:
         raise RoundError(
             "votes",

@@ -16,7 +16,8 @@ def test_annotate_needs_login(client):
 
 def test_studio_is_staff_only(client, alice):
     client.force_login(alice)
-    assert client.get("/studio/").status_code == 302
+    response = client.get("/studio/")
+    assert response.status_code == 403 and "This page is for staff" in response.content.decode()
 
 
 def test_annotator_sees_prompt_and_both_responses_then_votes(client, alice, tiny_models):

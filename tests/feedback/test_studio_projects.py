@@ -31,7 +31,7 @@ def test_pages_are_staff_only(client, alice, tiny_models):
     for name, args in [("studio_projects", []), ("studio_project_new", []), ("studio_project", [project.pk]),
                        ("studio_prompts", [project.pk]), ("studio_members", [project.pk]),
                        ("studio_queue", [project.pk]), ("studio_annotators", [])]:
-        assert client.get(reverse(f"feedback:{name}", args=args)).status_code == 302, name
+        assert client.get(reverse(f"feedback:{name}", args=args)).status_code == 403, name  # "for staff" page
 
 
 def test_studio_index_links_to_the_project_pages(staff, tiny_models):
