@@ -109,7 +109,11 @@ def leaderboard_job_run(job: Job, hooks) -> dict:
 
 def leaderboard_ratings_by_model(project: Project) -> dict[str, dict]:
     """{model name as in the arena export: rating row} from the last computed leaderboard (never computes)."""
+    from feedback.services.exports import model_label
+
     current = leaderboard_current(project, refresh=False)
     if current["result"] is None:
         return {}
-    return {m["model"]: m for m in current["result"]["models"]}
+    # The export names a checkpoint by its name and round (external models by their own name).
+    return {(model_label(m["name"], m["round"]) if m.get("checkpoint_id") else m["model"]): m
+            for m in current["result"]["models"]}

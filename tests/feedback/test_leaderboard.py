@@ -101,7 +101,7 @@ def test_arena_export_carries_the_ratings(board, client, admin_user):
     client.force_login(admin_user)
     response = client.get(f"/api/v1/projects/{project.pk}/export/?format=arena")
     rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
-    row = next(r for r in rows if r["model_a"] == f"checkpoint:{r1.pk}")
+    row = next(r for r in rows if r["model_a"] == f"{r1.name} (round {r1.produced_by.number})")
     assert row["rating_b"]["rating"] == 1000.0
     assert row["rating_a"]["low"] < row["rating_a"]["rating"] < row["rating_a"]["high"]
 
