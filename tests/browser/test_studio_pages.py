@@ -26,7 +26,7 @@ def test_round_goes_live_to_done_then_playground_and_rollback(page, live_server,
     page.goto(f"{live_server.url}/studio/projects/{project.pk}/launch/")
     assert "8 preference pairs" in page.inner_text("#plan")
     page.fill("#id_reward__min_steps", "100")
-    page.wait_for_function("document.querySelector('#plan-reward-epochs').textContent.includes('100 optimizer steps')")
+    page.wait_for_function("() => document.querySelector('#plan-reward-epochs').textContent.includes('100 optimizer steps')")
     screenshot(page, "studio-launch.png")
 
     # the worker is told only once the page is open, so the page starts from "queued"
