@@ -42,3 +42,13 @@ def make_project(tiny_models, *, name="Tiny", overlap=1, prompts=TINY_PROMPTS, f
             checkpoint_a=checkpoint, checkpoint_b=checkpoint, batch=0, config=generation_config(project),
         )
     return project
+
+
+def votes_cast(project, annotator, count: int) -> None:
+    """`annotator` takes and answers `count` comparisons of `project` (mostly A, some B)."""
+    from feedback.services.assignment import assignment_next
+    from feedback.services.votes import vote_submit
+
+    for i in range(count):
+        assignment = assignment_next(annotator=annotator, project=project)
+        vote_submit(annotator=annotator, assignment_id=assignment.pk, choice="a" if i % 3 else "b", strength=2)

@@ -17,6 +17,7 @@ round_review = views.RoundViewSet.as_view({"post": "review"})
 round_retry = views.RoundViewSet.as_view({"post": "retry"})
 checkpoints = views.CheckpointViewSet.as_view({"get": "list"})
 checkpoint_promote = views.CheckpointViewSet.as_view({"post": "promote"})
+checkpoint_rollback = views.CheckpointViewSet.as_view({"post": "rollback"})
 
 urlpatterns = [
     path("", include(router.urls)),
@@ -27,6 +28,7 @@ urlpatterns = [
     path("projects/<int:project_pk>/rounds/<int:number>/retry/", round_retry, name="round-retry"),
     path("projects/<int:project_pk>/checkpoints/", checkpoints, name="checkpoint-list"),
     path("projects/<int:project_pk>/checkpoints/<int:pk>/promote/", checkpoint_promote, name="checkpoint-promote"),
+    path("projects/<int:project_pk>/checkpoints/rollback/", checkpoint_rollback, name="checkpoint-rollback"),
     path("comparisons/<int:comparison_id>/votes/", views.vote_create, name="vote-create"),
     path("checkpoints/<int:checkpoint_id>/generate/", views.checkpoint_generate, name="checkpoint-generate"),
     path("checkpoints/<int:checkpoint_id>/export/", views.checkpoint_export, name="checkpoint-export"),

@@ -39,7 +39,7 @@ from feedback.services.jobs import (
     job_generate_create,
 )
 from feedback.services.assignment import assignment_next
-from feedback.services.checkpoints import checkpoint_promote
+from feedback.services.checkpoints import checkpoint_promote, checkpoint_rollback
 from feedback.services.exports import EXPORT_FORMATS, export_options, export_lines_for, jsonl_chunks
 from feedback.services.errors import FieldError, RowError
 from feedback.selectors.projects import project_members, projects_for_user
@@ -391,6 +391,17 @@ class CheckpointViewSet(viewsets.GenericViewSet):
         checkpoint_promote(checkpoint=checkpoint, user=request.user, reason=reason)
         checkpoint.refresh_from_db()
         return Response(CheckpointSerializer(checkpoint).data)
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: CheckpointSerializer})
+    def rollback(self, request, project_pk=None):
+        """Make the previously active policy active again (undoing the last promotion, else
+        the active policy's parent); an optional `reason` is kept in the checkpoint history."""
+        project = get_object_or_404(Project, pk=project_pk)
+        reason = request.data.get("reason", "") if hasattr(request.data, "get") else ""
+        if not isinstance(reason, str):
+            raise FieldError("reason", "must be a string")
+        event = checkpoint_rollback(project=project, user=request.user, reason=reason)
+        return Response(CheckpointSerializer(event.checkpoint).data)
 
 
 @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT, 202: JobSerializer})

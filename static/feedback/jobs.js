@@ -8,6 +8,16 @@
     return Object.keys(result || {}).map(function (k) { return k + ": " + result[k]; }).join(" · ");
   }
 
+  // The round-0 policy exists once the set-up job is done: sampling opens on this page
+  // at once, rather than after a reload the admin would not know to do.
+  function policyReady() {
+    var pending = document.getElementById("setup-pending");
+    if (pending) pending.hidden = true;
+    var name = document.getElementById("active-policy-name");
+    if (name && name.textContent.trim() === "not ready") name.textContent = "round 0";
+    document.querySelectorAll("button[data-needs-policy]").forEach(function (b) { b.disabled = false; });
+  }
+
   function watch(el) {
     var url = el.getAttribute("data-job-status");
     var state = el.querySelector(".job-state");
@@ -26,6 +36,7 @@
           steps.textContent = job.total ? job.step + " / " + job.total : "";
           result.textContent = job.error ? job.error : (job.status === "done" ? summary(job.result) : "");
           if (job.download && download) { download.href = job.download; download.hidden = false; }
+          if (job.kind === "setup" && job.status === "done") policyReady();
           if (!job.final) window.setTimeout(tick, INTERVAL_MS);
         })
         .catch(function () { window.setTimeout(tick, INTERVAL_MS * 4); });

@@ -3,11 +3,10 @@ playground streaming two answers, promote and roll back on the checkpoints page.
 import pytest
 
 from feedback.models import Checkpoint, CheckpointEvent, Comparison, TrainingRound
-from feedback.services.assignment import assignment_next
 from feedback.services.rounds import round_launch
-from feedback.services.votes import vote_submit
-from tests.browser.conftest import screenshot
-from tests.helpers import make_project
+from tests.browser.conftest import (is_same_page, mark_page, playground_compare, record_round_statuses,
+                                    rollback_then_promote, screenshot)
+from tests.helpers import make_project, votes_cast
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -20,16 +19,14 @@ def test_round_goes_live_to_done_then_playground_and_rollback(page, live_server,
                                                                tiny_models, celery_worker,
                                                                django_capture_on_commit_callbacks):
     project = make_project(tiny_models, first_batch=8)
-    for i in range(8):
-        a = assignment_next(annotator=alice, project=project)
-        vote_submit(annotator=alice, assignment_id=a.pk, choice="a" if i % 3 else "b", strength=2)
+    votes_cast(project, alice, 8)
     login(page, "root", "root-pw-123")
 
     # the launch page: every setting and the plan, which follows the form without a reload
     page.goto(f"{live_server.url}/studio/projects/{project.pk}/launch/")
     assert "8 preference pairs" in page.inner_text("#plan")
     page.fill("#id_reward__min_steps", "100")
-    page.wait_for_function("document.querySelector('#plan-reward-epochs').textContent.includes('100 optimizer steps')")
+    page.wait_for_function("() => document.querySelector('#plan-reward-epochs').textContent.includes('100 optimizer steps')")
     screenshot(page, "studio-launch.png")
 
     # the worker is told only once the page is open, so the page starts from "queued"
@@ -37,16 +34,12 @@ def test_round_goes_live_to_done_then_playground_and_rollback(page, live_server,
         training_round = round_launch(project=project, launched_by=admin_user, config=ROUND_CONFIG)
     page.goto(f"{live_server.url}/studio/rounds/{training_round.pk}/")
     assert page.get_attribute("#round-live", "data-final") == "false"
-    # a marker a reload or navigation would wipe out
-    page.evaluate("window.__studioMarker = 'same page'")
-    seen = set()
-    page.expose_function("noteStatus", lambda s: seen.add(s))
-    page.evaluate("""new MutationObserver(() => window.noteStatus(document.querySelector('#round-status').dataset.status))
-                     .observe(document.querySelector('#round-status'), {attributes: true, childList: true})""")
+    mark_page(page)
+    seen = record_round_statuses(page)
     for send in enqueue:
         send()
     page.wait_for_selector('#round-status[data-status="done"]', timeout=240_000)
-    assert page.evaluate("window.__studioMarker") == "same page"
+    assert is_same_page(page)
     training_round.refresh_from_db()
     assert training_round.status == "done", training_round.error
     assert len(seen) >= 2 and "done" in seen, (seen, training_round.timings)  # stages shown as they went by
@@ -65,18 +58,7 @@ def test_round_goes_live_to_done_then_playground_and_rollback(page, live_server,
     # the playground: both answers stream in, then the pair goes to the annotators
     new = Checkpoint.objects.get(project=project, kind="policy", is_active=True)
     parent = new.parent
-    page.goto(f"{live_server.url}/studio/projects/{project.pk}/playground/")
-    page.fill("#id_prompt", "tell me about the cat")
-    page.select_option("#id_checkpoint_a", str(new.pk))
-    page.select_option("#id_checkpoint_b", str(parent.pk))
-    page.fill("#id_max_new_tokens", "24")
-    page.fill("#id_seed", "3")
-    page.evaluate("""window.__pieces = {a: 0, b: 0};
-        for (const side of ['a', 'b']) new MutationObserver(() => window.__pieces[side]++)
-            .observe(document.querySelector('#answer-' + side + '-text'), {childList: true, characterData: true, subtree: true});""")
-    page.click("#playground-go")
-    page.wait_for_selector('#playground-form[data-state="idle"]', timeout=60_000)
-    pieces = page.evaluate("window.__pieces")
+    pieces = playground_compare(page, live_server.url, project, new, parent, "tell me about the cat")
     assert pieces["a"] > 1 and pieces["b"] > 1, pieces  # the text grew piece by piece
     assert page.inner_text("#answer-a-text").strip() and page.inner_text("#answer-b-text").strip()
     assert "tokens" in page.inner_text("#answer-a-meta") and "tokens" in page.inner_text("#answer-b-meta")
@@ -91,19 +73,8 @@ def test_round_goes_live_to_done_then_playground_and_rollback(page, live_server,
     page.set_viewport_size({"width": 1280, "height": 900})
 
     # checkpoints: roll back with a reason, then promote the round's policy again
-    page.goto(f"{live_server.url}/studio/projects/{project.pk}/checkpoints/")
-    assert page.inner_text("#active-name") == new.name
-    page.fill("#reason-rollback", "round 1 rambles")
-    page.click("#rollback-form button[type=submit]")
-    page.wait_for_load_state()
-    assert page.inner_text("#active-name") == parent.name
-    assert Checkpoint.objects.get(project=project, kind="policy", is_active=True) == parent
-    page.fill(f"#reason-promote-{new.pk}", "it was fine after all")
-    page.click(f"#promote-{new.pk} button[type=submit]")
-    page.wait_for_load_state()
-    assert page.inner_text("#active-name") == new.name
-    history = page.inner_text("#checkpoint-history")
-    assert "round 1 rambles" in history and "it was fine after all" in history
+    rollback_then_promote(page, live_server.url, project, new, parent)
+    assert Checkpoint.objects.get(project=project, kind="policy", is_active=True) == new
     assert [e.action for e in CheckpointEvent.objects.order_by("id")] == ["rollback", "promote"]
     screenshot(page, "studio-checkpoints.png")
     assert TrainingRound.objects.filter(project=project).count() == 1

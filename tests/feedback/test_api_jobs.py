@@ -5,7 +5,7 @@ import time
 import pytest
 from rest_framework.test import APIClient
 
-from feedback.models import Checkpoint, Comparison, Job
+from feedback.models import Checkpoint, CheckpointEvent, Comparison, Job
 from tests.feedback.test_api import _vote_everything
 from tests.helpers import make_project
 
@@ -76,3 +76,81 @@ def test_export_job_writes_a_downloadable_file(tiny_models, admin_user, alice, c
     rows = [json.loads(line) for line in b"".join(download.streaming_content).decode().splitlines()]
     assert [r["choice"] for r in rows] == ["a", "b", "tie"]
     assert Job.objects.get(pk=job["id"]).file_path.endswith("-raw.jsonl")
+
+
+def _wait_round(client, project_id: int, number: int, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = client.get(f"/api/v1/projects/{project_id}/rounds/{number}/").json()
+        if found["status"] in ("done", "failed", "cancelled"):
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"round {number} still {found['status']}")
+
+
+def test_the_new_admin_path_through_the_api(tiny_models, admin_user, alice, celery_worker):
+    """Issue 11's walk by script: create, upload (a bad file first), add an annotator,
+    sample, vote only where a member, launch a round to done, compare two checkpoints,
+    roll back and promote. (The bundled model's set-up job: test_api_projects.py.)"""
+    staff = _staff(admin_user)
+    created = staff.post("/api/v1/projects/", {
+        "name": "Scripted", "policy_base_model": tiny_models["policy"], "reward_base_model": tiny_models["reward"],
+        "generation_settings": {"max_new_tokens": 6}, "guard_settings": {"enforce": False},
+    }, format="json")
+    assert created.status_code == 201, created.content
+    project_id = created.json()["id"]
+    other = make_project(tiny_models, name="Private", members=[], first_batch=2)
+
+    bad = staff.post(f"/api/v1/projects/{project_id}/prompts/import/", '{"prompt": "fine"}\n{"prompt": ""}\n',
+                     content_type="application/x-ndjson")
+    assert bad.status_code == 400 and "2" in json.dumps(bad.json()), bad.content
+    good = "\n".join(json.dumps({"prompt": f"tell me about the cat {i}"}) for i in range(50))
+    imported = staff.post(f"/api/v1/projects/{project_id}/prompts/import/", good, content_type="application/x-ndjson")
+    assert imported.json() == {"imported": 50}
+    assert staff.post(f"/api/v1/projects/{project_id}/members/", {"username": "alice"}, format="json").status_code == 201
+
+    batch = staff.post(f"/api/v1/projects/{project_id}/batches/", {"prompts": 6}, format="json")
+    assert batch.status_code == 202, batch.content
+    assert _wait(staff, batch.json()["id"])["result"]["comparisons"] == 6
+
+    annotator = APIClient()
+    annotator.force_authenticate(alice)
+    listed = annotator.get("/api/v1/projects/").json()
+    assert [p["name"] for p in listed["results"]] == ["Scripted"]
+    assert annotator.get(f"/api/v1/projects/{other.pk}/").status_code == 404
+    assert annotator.get(f"/api/v1/projects/{other.pk}/comparisons/next/").status_code == 404
+    private = Comparison.objects.filter(project=other).first()
+    assert annotator.post(f"/api/v1/comparisons/{private.pk}/votes/", {"choice": "a"}, format="json").status_code == 404
+    for i in range(6):
+        shown = annotator.get(f"/api/v1/projects/{project_id}/comparisons/next/").json()
+        vote = annotator.post(f"/api/v1/comparisons/{shown['comparison_id']}/votes/",
+                              {"choice": "a" if i % 3 else "b", "strength": 2}, format="json")
+        assert vote.status_code == 201, vote.content
+
+    config = {"ppo": {"steps": 2, "batch_size": 4, "mini_batch_size": 2, "max_new_tokens": 6},
+              "reward": {"epochs": 1, "min_steps": 10, "batch_size": 4}, "min_pairs": 4, "next_batch_prompts": 2}
+    launched = staff.post(f"/api/v1/projects/{project_id}/rounds/", {"config": config}, format="json")
+    assert launched.status_code == 201, launched.content
+    finished = _wait_round(staff, project_id, launched.json()["number"])
+    assert finished["status"] == "done", finished
+
+    policies = {c["name"]: c for c in staff.get(f"/api/v1/projects/{project_id}/checkpoints/").json()
+                if c["kind"] == "policy"}
+    new, parent = policies["round 1"], policies["round 0"]
+    assert new["is_active"] and new["parent"] == parent["id"]
+    for checkpoint in (new, parent):
+        answer = staff.post(f"/api/v1/checkpoints/{checkpoint['id']}/generate/",
+                            {"prompts": ["tell me about the cat"], "max_new_tokens": 5, "seed": 1}, format="json")
+        assert answer.status_code == 200 and answer.json()["responses"][0]["token_count"] > 0
+
+    back = staff.post(f"/api/v1/projects/{project_id}/checkpoints/rollback/", {"reason": "round 1 rambles"},
+                      format="json")
+    assert back.status_code == 200 and back.json()["id"] == parent["id"] and back.json()["is_active"] is True
+    again = staff.post(f"/api/v1/projects/{project_id}/checkpoints/{new['id']}/promote/",
+                       {"reason": "fine after all"}, format="json")
+    assert again.json()["is_active"] is True
+    events = CheckpointEvent.objects.filter(project_id=project_id).order_by("id")
+    assert [(e.action, e.reason) for e in events] == [("rollback", "round 1 rambles"), ("promote", "fine after all")]
+    bad = staff.post(f"/api/v1/projects/{project_id}/checkpoints/rollback/", {"reason": 3}, format="json")
+    assert bad.status_code == 400 and "reason" in bad.json()
+    assert Checkpoint.objects.get(project_id=project_id, kind="policy", is_active=True).pk == new["id"]
