@@ -9,6 +9,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from rlhf_site.env import env_bool, env_broker, env_cache, env_database, env_int, env_list, env_str
+from training.device import check_device_name, check_dtype_name
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -184,6 +185,15 @@ RLHF_MAX_LOADED_MB = env_int("RLHF_MAX_LOADED_MB", 8192, minimum=1)
 RLHF_SERVE_MAX_BATCH = env_int("RLHF_SERVE_MAX_BATCH", 16, minimum=1)
 RLHF_SERVE_BATCH_WINDOW_MS = env_int("RLHF_SERVE_BATCH_WINDOW_MS", 5, minimum=0)
 RLHF_SERVE_MAX_TOKENS = env_int("RLHF_SERVE_MAX_TOKENS", 1024, minimum=1)
+
+# Where training, scoring and generation run (training/device.py): auto = the GPU when torch
+# sees one, else the CPU; cuda on a machine without one is an error at the first model load,
+# never a silent CPU run. RLHF_DTYPE: auto = bf16 on GPUs that support it, fp32 on the CPU.
+try:
+    RLHF_DEVICE = check_device_name(env_str("RLHF_DEVICE", "auto"))
+    RLHF_DTYPE = check_dtype_name(env_str("RLHF_DTYPE", "auto"))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 
 # Upper bound on one round's wall time; the worker kills a task that overruns it.
 RLHF_ROUND_TIME_LIMIT_S = env_int("RLHF_ROUND_TIME_LIMIT_S", 3 * 3600, minimum=60)

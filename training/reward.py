@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from training import device as placement
 from training.checkpoints import atomic_directory, read_manifest, write_manifest
 from training.config import RewardConfig, config_to_dict
 from training.models import load_reward_model
@@ -48,7 +49,8 @@ def prompt_as_text(prompt) -> str:
 
 
 def encode_pairs(tokenizer, prompts: list, responses: list[str], max_length: int) -> dict:
-    return tokenizer(
+    """Tokenized (prompt, response) pairs on the configured device."""
+    enc = tokenizer(
         [prompt_as_text(p) for p in prompts],
         responses,
         padding=True,
@@ -56,6 +58,7 @@ def encode_pairs(tokenizer, prompts: list, responses: list[str], max_length: int
         max_length=max_length,
         return_tensors="pt",
     )
+    return {k: v.to(placement.device()) for k, v in enc.items()}
 
 
 def score(model, tokenizer, prompts: list, responses: list[str], max_length: int = 256, batch_size: int = 32) -> torch.Tensor:
@@ -64,8 +67,9 @@ def score(model, tokenizer, prompts: list, responses: list[str], max_length: int
     with torch.no_grad():
         for i in range(0, len(prompts), batch_size):
             enc = encode_pairs(tokenizer, prompts[i:i + batch_size], responses[i:i + batch_size], max_length)
-            out.append(model(**enc).logits.squeeze(-1).float())
-    return torch.cat(out) if out else torch.zeros(0)
+            with placement.autocast():
+                out.append(model(**enc).logits.squeeze(-1).float())
+    return torch.cat(out) if out else torch.zeros(0, device=placement.device())
 
 
 def score_normalization(path: str | Path) -> tuple[float, float]:
@@ -152,7 +156,7 @@ def train_reward_model(
         raise NotEnoughData("no preference pairs to train the reward model on")
     torch.manual_seed(config.seed)
     train, held_out = split_records(records, config.eval_fraction, config.seed)
-    model, tokenizer = load_reward_model(base_path)
+    model, tokenizer = load_reward_model(base_path, trainable=True)
     model.train()
     # dropout stays off even in train(): load_reward_model set every p to 0
     optimizer = torch.optim.AdamW(
@@ -176,12 +180,13 @@ def train_reward_model(
             prompts = [r["prompt"] for r in batch] * 2
             responses = [r["chosen"] for r in batch] + [r["rejected"] for r in batch]
             enc = encode_pairs(tokenizer, prompts, responses, config.max_length)
-            rewards = model(**enc).logits.squeeze(-1)
+            with placement.autocast():
+                rewards = model(**enc).logits.squeeze(-1).float()
             r_chosen, r_rejected = rewards[:n], rewards[n:]
             margin = None
             if config.use_margin:
-                margin = torch.tensor([float(r.get("margin") or 0.0) for r in batch])
-            weight = torch.tensor([float(r.get("agreement", 1.0)) for r in batch])
+                margin = torch.tensor([float(r.get("margin") or 0.0) for r in batch], device=rewards.device)
+            weight = torch.tensor([float(r.get("agreement", 1.0)) for r in batch], device=rewards.device)
             loss = bradley_terry_loss(r_chosen, r_rejected, margin, config.center_rewards_coefficient, weight)
             optimizer.zero_grad()
             loss.backward()

@@ -164,6 +164,10 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
     reference = reference_policy(project)
     if parent is None or reference is None:
         raise RoundError("project", "has no active policy checkpoint")
+    from training.device import describe as device_describe
+
+    # which hardware ran the round (host:pid is in claimed_by): device, dtype and GPU name
+    metrics["device"] = device_describe()
     records, snapshot = exports.preference_snapshot(project)
     TrainingRound.objects.filter(pk=round_id).update(snapshot=snapshot, parent_policy=parent)
     training_round.parent_policy, training_round.snapshot = parent, snapshot
