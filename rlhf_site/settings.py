@@ -260,6 +260,17 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BEAT_SCHEDULE = {"reap-runs": {"task": "feedback.reap_runs", "schedule": 30.0, "options": {"expires": 25}}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "rlhf")
+# Jobs (comparison batches, generation, exports) and training rounds can go to queues of
+# their own, so a GPU worker takes only rounds and batches never wait behind a 3-hour round.
+# Unset, both are CELERY_QUEUE: one worker reading one queue, as on a laptop. Routed by
+# Celery's own task_routes; RLHF_ names, because every CELERY_ setting is read as Celery's.
+RLHF_GENERATION_QUEUE = env_str("CELERY_GENERATION_QUEUE", CELERY_TASK_DEFAULT_QUEUE)
+RLHF_TRAINING_QUEUE = env_str("CELERY_TRAINING_QUEUE", CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_ROUTES = {
+    "feedback.run_job": {"queue": RLHF_GENERATION_QUEUE},
+    "feedback.run_training_round": {"queue": RLHF_TRAINING_QUEUE},
+    # the reaper (beat) stays on CELERY_QUEUE, which the generation worker also reads
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 LOGGING = {
