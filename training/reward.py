@@ -19,7 +19,9 @@ with the policy loss, and the same `kl_coef` would mean something different ever
 round. The weights are left raw, so the next round's reward model starts from them.
 
 Records are plain dicts: {"prompt": [messages] | str, "chosen": str, "rejected": str,
-"margin": float (optional), "agreement": float (optional; weights the pair's loss)}. Ties and both-bad votes never reach this module: they
+"margin": float (optional), "agreement": float (optional; weights the pair's loss),
+"new": bool (optional; False for a pair the warm-start model already trained on, which is
+then only replayed in a sample, see `select_training_records`)}. Ties and both-bad votes never reach this module: they
 carry no ordering (the export layer drops them and says so).
 """
 import math
@@ -110,6 +112,19 @@ def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple
     return shuffled[n_eval:], shuffled[:n_eval]
 
 
+def select_training_records(records: list[dict], replay_pairs: int, seed: int) -> tuple[list[dict], dict]:
+    """Every new pair plus a seeded sample of `replay_pairs` old ones (0: every old one).
+
+    A record is old when it carries `"new": False` (the round marks the pairs the warm-start
+    model already trained on); records without the flag count as new, so callers that do
+    not mark them train on everything. Returns (selected, counts).
+    """
+    new = [r for r in records if r.get("new", True)]
+    old = [r for r in records if not r.get("new", True)]
+    replayed = old if replay_pairs == 0 or len(old) <= replay_pairs else random.Random(seed).sample(old, replay_pairs)
+    return new + replayed, {"new_pairs": len(new), "old_pairs": len(old), "replayed_pairs": len(replayed)}
+
+
 def evaluate(model, tokenizer, records: list[dict], max_length: int) -> dict:
     """Pairwise accuracy, mean margin and reward spread on held-out pairs."""
     if not records:
@@ -155,7 +170,9 @@ def train_reward_model(
     if not records:
         raise NotEnoughData("no preference pairs to train the reward model on")
     torch.manual_seed(config.seed)
+    # held out from all votes; trained on the new pairs and a replay sample of the old
     train, held_out = split_records(records, config.eval_fraction, config.seed)
+    train, replay = select_training_records(train, config.replay_pairs, config.seed)
     model, tokenizer = load_reward_model(base_path, trainable=True)
     model.train()
     # dropout stays off even in train(): load_reward_model set every p to 0
@@ -208,6 +225,7 @@ def train_reward_model(
         normalization = _normalization(model, tokenizer, train, config.max_length)
     summary = {
         "train_pairs": len(train),
+        **replay,
         "epochs": epochs,
         **after,
         "eval_accuracy_before": before.get("eval_accuracy"),
