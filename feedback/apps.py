@@ -19,4 +19,11 @@ class FeedbackConfig(AppConfig):
     verbose_name = "RLHF Studio"
 
     def ready(self) -> None:
+        from django.conf import settings
+
+        from training import device
+
         post_migrate.connect(_create_cache_table, sender=self)
+        # Every process (web, worker, serving) hands training/ the device from the settings;
+        # nothing touches CUDA until a model is loaded.
+        device.configure(settings.RLHF_DEVICE, settings.RLHF_DTYPE)

@@ -9,6 +9,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from rlhf_site.env import env_bool, env_broker, env_cache, env_database, env_int, env_list, env_str
+from training.device import check_device_name, check_dtype_name
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -185,6 +186,15 @@ RLHF_SERVE_MAX_BATCH = env_int("RLHF_SERVE_MAX_BATCH", 16, minimum=1)
 RLHF_SERVE_BATCH_WINDOW_MS = env_int("RLHF_SERVE_BATCH_WINDOW_MS", 5, minimum=0)
 RLHF_SERVE_MAX_TOKENS = env_int("RLHF_SERVE_MAX_TOKENS", 1024, minimum=1)
 
+# Where training, scoring and generation run (training/device.py): auto = the GPU when torch
+# sees one, else the CPU; cuda on a machine without one is an error at the first model load,
+# never a silent CPU run. RLHF_DTYPE: auto = bf16 on GPUs that support it, fp32 on the CPU.
+try:
+    RLHF_DEVICE = check_device_name(env_str("RLHF_DEVICE", "auto"))
+    RLHF_DTYPE = check_dtype_name(env_str("RLHF_DTYPE", "auto"))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
 # Upper bound on one round's wall time; the worker kills a task that overruns it.
 RLHF_ROUND_TIME_LIMIT_S = env_int("RLHF_ROUND_TIME_LIMIT_S", 3 * 3600, minimum=60)
 # Run lifecycle (services/runs.py): a running worker stamps its run every INTERVAL seconds;
@@ -250,6 +260,17 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BEAT_SCHEDULE = {"reap-runs": {"task": "feedback.reap_runs", "schedule": 30.0, "options": {"expires": 25}}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "rlhf")
+# Jobs (comparison batches, generation, exports) and training rounds can go to queues of
+# their own, so a GPU worker takes only rounds and batches never wait behind a 3-hour round.
+# Unset, both are CELERY_QUEUE: one worker reading one queue, as on a laptop. Routed by
+# Celery's own task_routes; RLHF_ names, because every CELERY_ setting is read as Celery's.
+RLHF_GENERATION_QUEUE = env_str("CELERY_GENERATION_QUEUE", CELERY_TASK_DEFAULT_QUEUE)
+RLHF_TRAINING_QUEUE = env_str("CELERY_TRAINING_QUEUE", CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_ROUTES = {
+    "feedback.run_job": {"queue": RLHF_GENERATION_QUEUE},
+    "feedback.run_training_round": {"queue": RLHF_TRAINING_QUEUE},
+    # the reaper (beat) stays on CELERY_QUEUE, which the generation worker also reads
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 LOGGING = {

@@ -79,6 +79,8 @@ def celery_app():
     pointed at the run's queue here, for every test: a task sent without a worker fixture
     must not land in a queue a real worker (the demo's) reads.
     """
+    from django.conf import settings
+
     from rlhf_site.celery import app
 
     # The app reads Django's settings under the CELERY_ namespace, and those names win over
@@ -87,8 +89,11 @@ def celery_app():
         CELERY_BROKER_URL=os.environ.get("REDIS_URL") or "memory://",
         CELERY_BROKER_TRANSPORT_OPTIONS={},
         CELERY_TASK_DEFAULT_QUEUE=os.environ["CELERY_QUEUE"],
+        # rounds and jobs are routed to their own queues (settings.CELERY_TASK_ROUTES); here all to the run's
+        CELERY_TASK_ROUTES={name: {"queue": os.environ["CELERY_QUEUE"]} for name in settings.CELERY_TASK_ROUTES},
     )
     assert app.conf.task_default_queue == os.environ["CELERY_QUEUE"]
+    assert app.amqp.router.route({}, "feedback.run_training_round")["queue"].name == os.environ["CELERY_QUEUE"]
     return app
 
 

@@ -22,6 +22,8 @@ def _check(env_overrides: dict, tmp_path) -> subprocess.CompletedProcess:
     ("REDIS_URL", "http://localhost:6379"),
     ("ALLOWED_HOSTS", "a.example,,b.example"),
     ("RLHF_ROUND_TIME_LIMIT_S", "soon"),
+    ("RLHF_DEVICE", "gpu"),
+    ("RLHF_DTYPE", "fp8"),
 ])
 def test_bad_value_names_the_variable(name, value, tmp_path):
     result = _check({name: value}, tmp_path)

@@ -88,6 +88,12 @@ class RewardConfig:
     on the responses it was trained on (see training/reward.py)."""
     seed: int = 0
     """Seed for the split, shuffling and head initialisation."""
+    replay_pairs: int = 256
+    """Pairs older than the warm-start model's snapshot trained on again, sampled (seeded)
+    from all of them; the new pairs are always trained on. Keeps a round's cost from
+    growing with every vote ever cast (the model already learnt the old ones; the sample
+    keeps it from forgetting them). 0 trains on every old pair again. Held-out accuracy is
+    still measured on pairs from all votes."""
 
     def validate(self) -> "RewardConfig":
         _check(1 <= self.epochs <= 100, "epochs", "must be between 1 and 100")
@@ -97,6 +103,7 @@ class RewardConfig:
         _check(0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")
         _check(16 <= self.max_length <= 8192, "max_length", "must be between 16 and 8192")
         _check(0 <= self.weight_decay < 1, "weight_decay", "must be in [0, 1)")
+        _check(0 <= self.replay_pairs <= 1_000_000, "replay_pairs", "must be between 0 and 1000000 (0: all old pairs)")
         _check(0 <= self.center_rewards_coefficient <= 100, "center_rewards_coefficient", "must be between 0 and 100")
         _check(0 <= self.seed <= SEED_MAX, "seed", f"must be between 0 and {SEED_MAX}")
         return self

@@ -30,9 +30,13 @@ def gguf_converter() -> str | None:
 
 def export_merged(checkpoint_path: str | Path, out_dir: str | Path) -> Path:
     """Write `checkpoint_path` (full or LoRA) as a merged model folder at `out_dir` (atomically)."""
+    import torch
+
     from training.models import load_policy
 
-    model, tokenizer = load_policy(checkpoint_path)  # merges LoRA adapters into the base
+    # merges LoRA adapters into the base; fp32 on the CPU whatever the worker trains on, so the
+    # exported weights are the full-precision ones
+    model, tokenizer = load_policy(checkpoint_path, device="cpu", dtype=torch.float32)
     out = Path(out_dir)
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from training import device as placement
 from training.config import GenerationConfig
 from training.models import load_policy
 from training.progress import NO_HOOKS, Hooks
@@ -31,12 +32,12 @@ def render_prompt(tokenizer, prompt: str | Messages) -> str:
     return "\n".join(lines) + "\nassistant:"
 
 
-def encode_prompts(tokenizer, prompts: list, device="cpu") -> dict:
-    """Left-padded queries, so every response starts at the same column."""
+def encode_prompts(tokenizer, prompts: list, device=None) -> dict:
+    """Left-padded queries, so every response starts at the same column; on `device` (default: the configured one)."""
     texts = [render_prompt(tokenizer, p) for p in prompts]
     tokenizer.padding_side = "left"
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    return {k: v.to(device) for k, v in enc.items()}
+    return {k: v.to(device if device is not None else placement.device()) for k, v in enc.items()}
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -112,22 +113,23 @@ def sample(model, tokenizer, prompts: list, *, max_new_tokens: int, temperature:
     """
     from transformers import LogitsProcessorList
 
-    enc = encode_prompts(tokenizer, prompts)
+    enc = encode_prompts(tokenizer, prompts, device=next(model.parameters()).device)
     if generator is None:
         generator = make_generator(int(torch.randint(0, 2**62, (1,)).item()), device=enc["input_ids"].device)
-    out = model.generate(
-        input_ids=enc["input_ids"],
-        attention_mask=enc["attention_mask"],
-        do_sample=False,  # the processor below samples
-        logits_processor=LogitsProcessorList([_SampleWithGenerator(generator, temperature, top_p)]),
-        temperature=None,
-        top_p=None,
-        top_k=None,
-        max_new_tokens=max_new_tokens,
-        min_new_tokens=1,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=eos_id(tokenizer),
-    )
+    with placement.autocast():
+        out = model.generate(
+            input_ids=enc["input_ids"],
+            attention_mask=enc["attention_mask"],
+            do_sample=False,  # the processor below samples
+            logits_processor=LogitsProcessorList([_SampleWithGenerator(generator, temperature, top_p)]),
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=1,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos_id(tokenizer),
+        )
     responses = out[:, enc["input_ids"].shape[1]:]
     responses, mask, ended = truncate_after_eos(responses, eos_id(tokenizer), tokenizer.pad_token_id)
     return enc["input_ids"], enc["attention_mask"], responses, mask, ended
@@ -309,8 +311,9 @@ def stream_batch(model, tokenizer, requests: list[GenerationRequest], *, should_
                     yield _final(row, i, tokenizer)
             return
         positions = position_ids_from_mask(attention_mask)[:, -step_input.shape[1]:]
-        out = model(input_ids=step_input, attention_mask=attention_mask, position_ids=positions,
-                    cache=past, use_cache=True, logits_to_keep=1)
+        with placement.autocast():
+            out = model(input_ids=step_input, attention_mask=attention_mask, position_ids=positions,
+                        cache=past, use_cache=True, logits_to_keep=1)
         past = out.cache
         logits = out.logits[:, -1].float().cpu() / temperature
         if step == 0:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from training import device as placement
 from training.config import GenerationConfig, GuardConfig
 from training.generation import GeneratedSample, as_messages, encode_prompts, generate_responses, position_ids_from_mask
 from training.models import load_policy
@@ -113,7 +114,8 @@ def answer_nll(model, tokenizer, prompts: list, answers: list[GeneratedSample],
     results: list[tuple[float, int]] = []
     for start in range(0, len(prompts), batch_size):
         batch_prompts, batch_answers = prompts[start:start + batch_size], answers[start:start + batch_size]
-        enc = encode_prompts(tokenizer, batch_prompts)
+        where = next(model.parameters()).device
+        enc = encode_prompts(tokenizer, batch_prompts, device=where)
         ids = [tokenizer(a.text, add_special_tokens=False)["input_ids"] + ([eos] if a.finished else [])
                for a in batch_answers]
         width = max(1, max(len(r) for r in ids))
@@ -122,11 +124,13 @@ def answer_nll(model, tokenizer, prompts: list, answers: list[GeneratedSample],
         for row, r in enumerate(ids):
             responses[row, :len(r)] = torch.tensor(r, dtype=torch.long)
             response_mask[row, :len(r)] = 1
+        responses, response_mask = responses.to(where), response_mask.to(where)
         input_ids = torch.cat([enc["input_ids"], responses], dim=1)
         attention_mask = torch.cat([enc["attention_mask"], response_mask], dim=1)
-        logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                       position_ids=position_ids_from_mask(attention_mask), use_cache=False,
-                       logits_to_keep=width + 1).logits[:, :-1].float()
+        with placement.autocast():
+            logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                           position_ids=position_ids_from_mask(attention_mask), use_cache=False,
+                           logits_to_keep=width + 1).logits[:, :-1].float()
         logp = torch.gather(torch.log_softmax(logits, dim=-1), 2, responses.unsqueeze(-1)).squeeze(-1)
         nll = -(logp * response_mask).sum(1)
         results.extend((float(v), int(m)) for v, m in zip(nll, response_mask.sum(1)))

@@ -22,6 +22,7 @@ from transformers import (  # noqa: E402
 
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from training import device as placement  # noqa: E402
 from training.checkpoints import atomic_directory, read_manifest, write_manifest  # noqa: E402
 
 # Job progress is reported through Hooks; tqdm bars from inside transformers would only
@@ -105,25 +106,31 @@ def adapter_base_path(path: str | Path) -> str:
     return base
 
 
-def load_policy(path: str | Path, *, trainable: bool = False):
+def load_policy(path: str | Path, *, trainable: bool = False, device: torch.device | str | None = None,
+                dtype: torch.dtype | None = None):
     """Load a policy checkpoint: a full model folder, or LoRA adapters plus a pointer to their base.
 
-    Returns (model, tokenizer). Dropout is off: RLHF wants deterministic logprobs.
+    Returns (model, tokenizer), on the configured device (training/device.py) unless
+    `device`/`dtype` say otherwise (export wants fp32 on the CPU). Dropout is off: RLHF
+    wants deterministic logprobs.
     """
     path = Path(path)
     if not path.exists():
         raise ModelNotFound(f"policy checkpoint {path} does not exist")
+    target = torch.device(device) if device is not None else placement.device()
+    dtype = dtype or placement.load_dtype(trainable=trainable)
     tokenizer = load_tokenizer(path)
     if is_adapter_checkpoint(path):
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(adapter_base_path(path), dtype=torch.float32)
+        base = AutoModelForCausalLM.from_pretrained(adapter_base_path(path), dtype=dtype)
         model = PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
         if not trainable:
             # Folding the adapters into the base weights makes sampling as fast as the base model.
             model = model.merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model.to(target)
     disable_dropout(model)
     model.eval()
     if not trainable:
@@ -146,14 +153,20 @@ def _known_harmless_load_warnings():
         hf_logging.set_verbosity(verbosity)
 
 
-def load_reward_model(path: str | Path):
-    """Load a sequence classifier with one output (the reward) and its tokenizer."""
+def load_reward_model(path: str | Path, *, trainable: bool = False):
+    """Load a sequence classifier with one output (the reward) and its tokenizer, on the configured device.
+
+    `trainable` keeps fp32 weights (trained under autocast); a model that only scores is
+    loaded in the compute dtype.
+    """
     path = Path(path)
     if not path.exists():
         raise ModelNotFound(f"reward model {path} does not exist")
     with _known_harmless_load_warnings():
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(path), num_labels=1, dtype=placement.load_dtype(trainable=trainable))
+    model.to(placement.device())
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token

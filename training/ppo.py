@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from training import device as placement
 from training.checkpoints import atomic_directory, write_manifest
 from training.config import PPOConfig, config_to_dict
 from training.generation import decode_responses, position_ids_from_mask, sample
@@ -131,15 +132,19 @@ class PolicyAndValue(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, logits_to_keep: int = 0):
         """Logits of the last `logits_to_keep` positions (0: all) and values at every position."""
-        out = self.policy(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask),
-            output_hidden_states=True,
-            use_cache=False,
-            logits_to_keep=logits_to_keep,
-        )
-        return out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1)
+        with placement.autocast():
+            out = self.policy(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids_from_mask(attention_mask),
+                output_hidden_states=True,
+                use_cache=False,
+                logits_to_keep=logits_to_keep,
+            )
+        # the head and everything after it in fp32: values, logprobs and the losses are
+        # small differences of large numbers, which bf16's 8 bits of mantissa would round away
+        hidden = out.hidden_states[-1].to(self.value_head.weight.dtype)
+        return out.logits.float(), self.value_head(hidden).squeeze(-1)
 
 
 def _forward(module, query, query_mask, responses, response_mask, temperature):
@@ -233,11 +238,12 @@ def train_ppo(
     torch.manual_seed(config.seed)
 
     model, tokenizer, reference, policy_base = _prepare_policy(policy_path, reference_path, config)
-    module = PolicyAndValue(model, model.config.hidden_size)
+    where = placement.device()
+    module = PolicyAndValue(model, model.config.hidden_size).to(where)
     head_file = policy_path / VALUE_HEAD_FILE
     if head_file.exists():
-        module.value_head.load_state_dict(load_file(str(head_file)))
-    ref_module = None if reference is None else PolicyAndValue(reference, reference.config.hidden_size)
+        module.value_head.load_state_dict(load_file(str(head_file), device=str(where)))
+    ref_module = None if reference is None else PolicyAndValue(reference, reference.config.hidden_size).to(where)
     reward_model, reward_tokenizer = load_reward_model(reward_path)
     reward_model.requires_grad_(False)
     normalization = score_normalization(reward_path)
@@ -289,7 +295,7 @@ def train_ppo(
             non_score_reward = -kl_coef * kl
             rewards = non_score_reward.clone()
             last = (response_mask.sum(1) - 1).clamp(min=0)
-            rewards[torch.arange(rewards.shape[0]), last] += scores
+            rewards[torch.arange(rewards.shape[0], device=rewards.device), last] += scores.to(rewards.device)
             if config.whiten_rewards:
                 rewards = masked_whiten(rewards, mask, shift_mean=False)
             advantages, returns = compute_gae(rewards, old_values, mask, config.gamma, config.lam)
@@ -318,7 +324,7 @@ def train_ppo(
         stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac", "approx_kl", "entropy", "grad_norm")}
         n = query.shape[0]
         for _ in range(config.ppo_epochs):
-            perm = torch.randperm(n)
+            perm = torch.randperm(n).to(query.device)
             for start in range(0, n, config.mini_batch_size):
                 idx = perm[start:start + config.mini_batch_size]
                 step_stats = ppo_minibatch_update(module, optimizer, trainable, {
@@ -367,7 +373,8 @@ def train_ppo(
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        save_file({k: v.detach().contiguous() for k, v in module.value_head.state_dict().items()}, str(tmp / VALUE_HEAD_FILE))
+        save_file({k: v.detach().cpu().contiguous() for k, v in module.value_head.state_dict().items()},
+                  str(tmp / VALUE_HEAD_FILE))
         write_manifest(tmp, {
             "kind": "policy",
             "format": "lora" if config.use_lora else "full",

@@ -19,7 +19,9 @@ with the policy loss, and the same `kl_coef` would mean something different ever
 round. The weights are left raw, so the next round's reward model starts from them.
 
 Records are plain dicts: {"prompt": [messages] | str, "chosen": str, "rejected": str,
-"margin": float (optional), "agreement": float (optional; weights the pair's loss)}. Ties and both-bad votes never reach this module: they
+"margin": float (optional), "agreement": float (optional; weights the pair's loss),
+"new": bool (optional; False for a pair the warm-start model already trained on, which is
+then only replayed in a sample, see `select_training_records`)}. Ties and both-bad votes never reach this module: they
 carry no ordering (the export layer drops them and says so).
 """
 import math
@@ -30,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from training import device as placement
 from training.checkpoints import atomic_directory, read_manifest, write_manifest
 from training.config import RewardConfig, config_to_dict
 from training.models import load_reward_model
@@ -48,7 +51,8 @@ def prompt_as_text(prompt) -> str:
 
 
 def encode_pairs(tokenizer, prompts: list, responses: list[str], max_length: int) -> dict:
-    return tokenizer(
+    """Tokenized (prompt, response) pairs on the configured device."""
+    enc = tokenizer(
         [prompt_as_text(p) for p in prompts],
         responses,
         padding=True,
@@ -56,6 +60,7 @@ def encode_pairs(tokenizer, prompts: list, responses: list[str], max_length: int
         max_length=max_length,
         return_tensors="pt",
     )
+    return {k: v.to(placement.device()) for k, v in enc.items()}
 
 
 def score(model, tokenizer, prompts: list, responses: list[str], max_length: int = 256, batch_size: int = 32) -> torch.Tensor:
@@ -64,8 +69,9 @@ def score(model, tokenizer, prompts: list, responses: list[str], max_length: int
     with torch.no_grad():
         for i in range(0, len(prompts), batch_size):
             enc = encode_pairs(tokenizer, prompts[i:i + batch_size], responses[i:i + batch_size], max_length)
-            out.append(model(**enc).logits.squeeze(-1).float())
-    return torch.cat(out) if out else torch.zeros(0)
+            with placement.autocast():
+                out.append(model(**enc).logits.squeeze(-1).float())
+    return torch.cat(out) if out else torch.zeros(0, device=placement.device())
 
 
 def score_normalization(path: str | Path) -> tuple[float, float]:
@@ -104,6 +110,19 @@ def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple
     if eval_fraction > 0 and len(shuffled) >= 5:
         n_eval = max(1, int(round(len(shuffled) * eval_fraction)))
     return shuffled[n_eval:], shuffled[:n_eval]
+
+
+def select_training_records(records: list[dict], replay_pairs: int, seed: int) -> tuple[list[dict], dict]:
+    """Every new pair plus a seeded sample of `replay_pairs` old ones (0: every old one).
+
+    A record is old when it carries `"new": False` (the round marks the pairs the warm-start
+    model already trained on); records without the flag count as new, so callers that do
+    not mark them train on everything. Returns (selected, counts).
+    """
+    new = [r for r in records if r.get("new", True)]
+    old = [r for r in records if not r.get("new", True)]
+    replayed = old if replay_pairs == 0 or len(old) <= replay_pairs else random.Random(seed).sample(old, replay_pairs)
+    return new + replayed, {"new_pairs": len(new), "old_pairs": len(old), "replayed_pairs": len(replayed)}
 
 
 def evaluate(model, tokenizer, records: list[dict], max_length: int) -> dict:
@@ -151,8 +170,10 @@ def train_reward_model(
     if not records:
         raise NotEnoughData("no preference pairs to train the reward model on")
     torch.manual_seed(config.seed)
+    # held out from all votes; trained on the new pairs and a replay sample of the old
     train, held_out = split_records(records, config.eval_fraction, config.seed)
-    model, tokenizer = load_reward_model(base_path)
+    train, replay = select_training_records(train, config.replay_pairs, config.seed)
+    model, tokenizer = load_reward_model(base_path, trainable=True)
     model.train()
     # dropout stays off even in train(): load_reward_model set every p to 0
     optimizer = torch.optim.AdamW(
@@ -176,12 +197,13 @@ def train_reward_model(
             prompts = [r["prompt"] for r in batch] * 2
             responses = [r["chosen"] for r in batch] + [r["rejected"] for r in batch]
             enc = encode_pairs(tokenizer, prompts, responses, config.max_length)
-            rewards = model(**enc).logits.squeeze(-1)
+            with placement.autocast():
+                rewards = model(**enc).logits.squeeze(-1).float()
             r_chosen, r_rejected = rewards[:n], rewards[n:]
             margin = None
             if config.use_margin:
-                margin = torch.tensor([float(r.get("margin") or 0.0) for r in batch])
-            weight = torch.tensor([float(r.get("agreement", 1.0)) for r in batch])
+                margin = torch.tensor([float(r.get("margin") or 0.0) for r in batch], device=rewards.device)
+            weight = torch.tensor([float(r.get("agreement", 1.0)) for r in batch], device=rewards.device)
             loss = bradley_terry_loss(r_chosen, r_rejected, margin, config.center_rewards_coefficient, weight)
             optimizer.zero_grad()
             loss.backward()
@@ -203,6 +225,7 @@ def train_reward_model(
         normalization = _normalization(model, tokenizer, train, config.max_length)
     summary = {
         "train_pairs": len(train),
+        **replay,
         "epochs": epochs,
         **after,
         "eval_accuracy_before": before.get("eval_accuracy"),

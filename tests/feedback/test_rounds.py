@@ -39,6 +39,8 @@ def test_round_without_enough_votes_fails_with_a_reason(tiny_models, django_capt
     done = round_execute(r.pk)
     assert done.status == "failed"
     assert "only 0 preference pair(s)" in done.error and "at least 3" in done.error
+    # where it ran is on record even for a failed round (this machine has no GPU)
+    assert done.metrics["device"] == {"device": "cpu", "dtype": "float32", "gpu_name": None}
     assert round_execute(r.pk) is None  # a duplicate delivery does nothing
 
 

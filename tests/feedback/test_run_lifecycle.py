@@ -110,7 +110,9 @@ def test_job_whose_worker_died_is_queued_again_and_then_runs_once(tiny_models, a
             break
         time.sleep(0.2)
     assert job.status == "done", job.error
-    assert job.attempts == 2 and job.result == {"comparisons": 2, "prompts": 2}
+    # the device it sampled on is recorded with the result (this machine has no GPU)
+    assert job.attempts == 2 and job.result == {"comparisons": 2, "prompts": 2,
+                                                "device": {"device": "cpu", "dtype": "float32", "gpu_name": None}}
     assert Comparison.objects.filter(project=project).count() == 2  # once, not twice
 
 
@@ -355,4 +357,5 @@ def test_a_round_whose_guards_trip_without_enforcement_activates_its_policy(tiny
     done = round_execute(r.pk)
     assert done.status == "done", done.error
     assert not done.metrics["guards"]["passed"]  # reported, but not enforced
+    assert done.metrics["device"]["device"] == "cpu" and done.claimed_by  # which device, which worker
     assert Checkpoint.objects.get(project=project, kind="policy", is_active=True).pk == done.policy_checkpoint_id
