@@ -21,7 +21,7 @@ def _start(page, live_server, login, tiny_models, first_batch=3, **kwargs):
 
 def _vote_key(page, key, total):
     page.keyboard.press(key)
-    page.wait_for_function(f"document.querySelector('#progress') && "
+    page.wait_for_function(f"() => document.querySelector('#progress') && "
                            f"document.querySelector('#progress').innerText.includes('total: {total}')")
 
 
@@ -29,7 +29,7 @@ def test_undo_within_the_window_changes_the_vote_and_keeps_history(page, live_se
     _start(page, live_server, login, tiny_models)
     first = Assignment.objects.get(annotator=alice)
     _vote_key(page, "1", 1)  # A (left) better
-    page.wait_for_function("document.querySelector('#announce').innerText.includes('Saved')")
+    page.wait_for_function("() => document.querySelector('#announce').innerText.includes('Saved')")
     assert page.evaluate("document.activeElement.id") == "annotate"  # the announcement took no focus
     assert "A is better" in page.inner_text("#last-vote")
     page.keyboard.press("u")
@@ -43,7 +43,7 @@ def test_undo_within_the_window_changes_the_vote_and_keeps_history(page, live_se
     assert [h["choice"] for h in vote.history] == ["a" if first.left_is_a else "b"]
     assert vote.history[0]["via"] == "undo"
     assert "Vote changed" in page.inner_text("#announce") or page.wait_for_function(
-        "document.querySelector('#announce').innerText.includes('Vote changed')")
+        "() => document.querySelector('#announce').innerText.includes('Vote changed')")
     assert Vote.objects.filter(annotator=alice).count() == 1
 
 
@@ -119,7 +119,7 @@ def test_help_overlay_and_keys_on_a_non_us_layout(page, live_server, login, alic
         for (const [code, key] of [["KeyQ", "a"], ["Digit1", "&"]])
             document.dispatchEvent(new KeyboardEvent("keydown", {code, key, bubbles: true}));
     }""")
-    page.wait_for_function("document.querySelector('#progress').innerText.includes('total: 1')")
+    page.wait_for_function("() => document.querySelector('#progress').innerText.includes('total: 1')")
     vote = Vote.objects.get(annotator=alice)
     assert vote.comparison_id == first.comparison_id and vote.strength == 1
     assert vote.choice == ("a" if first.left_is_a else "b")
@@ -154,7 +154,7 @@ def test_vote_bar_sticks_to_the_bottom_on_a_phone(page, live_server, login, alic
         assert bar["y"] + bar["height"] <= 700 + 1 and bar["y"] > 500  # in view, at the bottom
     screenshot(page, "annotate-phone-bar.png")
     page.click('button[value="tie"]')
-    page.wait_for_function("document.querySelector('#progress').innerText.includes('total: 1')")
+    page.wait_for_function("() => document.querySelector('#progress').innerText.includes('total: 1')")
 
 
 def test_dark_mode_follows_the_system(browser, live_server, alice, tiny_models):
@@ -195,7 +195,7 @@ def test_flag_a_comparison_and_staff_see_it(page, live_server, login, alice, adm
     page.check('input[name="reason"][value="broken"]')
     page.fill('input[name="note"]', "<b>garbled</b> reply")
     page.click("#flag-submit")
-    page.wait_for_function("document.querySelector('#announce').innerText.includes('Flag saved')")
+    page.wait_for_function("() => document.querySelector('#announce').innerText.includes('Flag saved')")
     flag = ComparisonFlag.objects.get()
     assert flag.comparison_id == assignment.comparison_id and flag.reason == "broken"
     assert Vote.objects.count() == 0 and Assignment.objects.get(pk=assignment.pk).status == "reserved"

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-from django.core.cache import cache
 
 from feedback.models import Job
 from feedback.services.jobs import job_execute
@@ -10,13 +9,6 @@ from feedback.services.leaderboard import leaderboard_compute, leaderboard_curre
 from tests.feedback.leaderboard_data import add_comparison, build_project, vote
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def clear_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

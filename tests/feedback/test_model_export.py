@@ -82,7 +82,7 @@ def test_studio_button_downloads_and_annotators_cannot(client, admin_user, alice
     assert response.status_code == 200 and "export-me-checkpoint" in response["Content-Disposition"]
     assert b"".join(response.streaming_content)[257:262] == b"ustar"
     client.force_login(alice)
-    assert client.get(url).status_code == 302  # to the login page: staff only
+    assert client.get(url).status_code == 403  # "this page is for staff": the studio is staff only
     token = Token.objects.create(user=alice)
     assert client.get(f"/api/v1/checkpoints/{ppo_checkpoint.pk}/export/",
                       HTTP_AUTHORIZATION=f"Token {token.key}").status_code == 403

@@ -1,6 +1,5 @@
 """Annotator quality and gold comparisons: who is flagged, what excluding them changes."""
 import pytest
-from django.core.cache import cache
 
 from feedback.models import Assignment, Vote
 from feedback.services.assignment import assignment_next
@@ -8,11 +7,6 @@ from feedback.services.exports import preference_snapshot
 from tests.feedback.leaderboard_data import add_comparison, build_project, vote
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def clear_cache():
-    cache.clear()
 
 
 @pytest.fixture

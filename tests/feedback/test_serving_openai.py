@@ -109,27 +109,17 @@ def test_bad_parameter_is_400_naming_it(served):
     assert err.value.body["param"] == "messages[0].role"
 
 
-def test_rate_limited_per_token(served, settings):
-    from django.core.cache import cache
-
-    cache.clear()
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
-                               "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
-                                                          "serve": "2/min"}}
+def test_rate_limited_per_token(served, monkeypatch):
     from rest_framework.throttling import ScopedRateThrottle
 
-    ScopedRateThrottle.THROTTLE_RATES = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
-    try:
-        _, client = served
+    # DRF reads the rates once, at import; monkeypatch puts the original dict back afterwards
+    # (the cache itself is fresh per test: see tests/conftest.py).
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, "serve": "2/min"})
+    _, client = served
+    client.models.list()
+    client.models.list()
+    with pytest.raises(openai.RateLimitError):
         client.models.list()
-        client.models.list()
-        with pytest.raises(openai.RateLimitError):
-            client.models.list()
-    finally:
-        from rest_framework.settings import api_settings
-
-        ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-        cache.clear()
 
 
 def test_the_web_process_does_not_serve_v1(client):
