@@ -30,6 +30,7 @@ from feedback.services.comparisons import comparison_requeue, comparison_retire
 from feedback.services.errors import FieldError, RowError
 from feedback.services.exports import EXPORT_FORMATS
 from feedback.services.jobs import job_batch_create, job_export_create
+from feedback.services.runs import QueueUnavailable
 from feedback.services.projects import (
     comparisons_import,
     comparisons_preview,
@@ -78,6 +79,12 @@ def project_new(request):
                 project, job = project_create(data=form.project_data(), user=request.user)
             except FieldError as exc:
                 _service_error_on_form(form, exc)
+            except QueueUnavailable as exc:
+                # The project is saved; only its set-up job could not be queued.
+                project = Project.objects.get(name=form.project_data()["name"])
+                messages.error(request, f"Project {project.name} created, but round 0 is not being prepared: {exc}. "
+                                        "Press “Prepare round 0 again” on its page.")
+                return redirect("feedback:studio_project", project_id=project.pk)
             else:
                 note = " Preparing the round-0 policy in the background." if job else " Round 0 is registered."
                 messages.success(request, f"Project {project.name} created.{note}")
@@ -98,6 +105,9 @@ def project_settings(request, project_id: int):
                 project_update(project=project, data=form.project_data(), user=request.user)
             except FieldError as exc:
                 _service_error_on_form(form, exc)
+            except QueueUnavailable as exc:
+                messages.error(request, f"Settings saved, but round 0 is not being prepared: {exc}.")
+                return redirect("feedback:studio_project", project_id=project.pk)
             else:
                 messages.success(request, "Settings saved.")
                 return redirect("feedback:studio_project", project_id=project.pk)
@@ -142,7 +152,7 @@ def project_setup_view(request, project_id: int):
     project = _project(project_id)
     try:
         job = project_policy_setup(project=project, user=request.user)
-    except (FieldError, OSError) as exc:
+    except (FieldError, OSError, QueueUnavailable) as exc:
         messages.error(request, f"Round 0 not prepared: {exc}")
     else:
         messages.success(request, "Preparing the round-0 policy." if job else "Round 0 is registered.")
@@ -157,7 +167,7 @@ def project_batch(request, project_id: int):
     if form.is_valid():
         try:
             job = job_batch_create(project=project, data=dict(form.cleaned_data), user=request.user)
-        except FieldError as exc:
+        except (FieldError, QueueUnavailable) as exc:
             messages.error(request, f"No batch: {exc}")
         else:
             messages.success(request, f"Sampling comparisons: job #{job.pk}.")
@@ -175,7 +185,7 @@ def project_export_job(request, project_id: int):
     try:
         job = job_export_create(project=project, params={"format": request.POST.get("format", "")},
                                 user=request.user)
-    except (FieldError, ValueError) as exc:
+    except (FieldError, ValueError, QueueUnavailable) as exc:
         messages.error(request, f"No export: {exc}")
     else:
         messages.success(request, f"Writing the export: job #{job.pk}.")

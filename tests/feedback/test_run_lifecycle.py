@@ -359,3 +359,16 @@ def test_a_round_whose_guards_trip_without_enforcement_activates_its_policy(tiny
     assert not done.metrics["guards"]["passed"]  # reported, but not enforced
     assert done.metrics["device"]["device"] == "cpu" and done.claimed_by  # which device, which worker
     assert Checkpoint.objects.get(project=project, kind="policy", is_active=True).pk == done.policy_checkpoint_id
+
+
+def test_studio_pages_say_the_queue_is_down_instead_of_failing(tiny_models, admin_user, client, monkeypatch):
+    project = make_project(tiny_models, first_batch=0)
+    monkeypatch.setattr(runs, "_task_for", lambda run: _unreachable_task("feedback.run_job"))
+    client.force_login(admin_user)
+
+    page = client.post(f"/studio/projects/{project.pk}/batches/", {"prompts": 2, "samples_per_prompt": 2, "split": "train"},
+                       follow=True)
+
+    assert page.status_code == 200
+    assert "the task queue is unavailable" in page.content.decode()
+    assert not Job.objects.exists()
