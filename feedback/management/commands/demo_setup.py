@@ -95,7 +95,10 @@ class Command(BaseCommand):
         started = time.monotonic()
 
         def report(*, stage, step, total, metrics=None):
-            self.stdout.write(f"    sampling responses {step} of {total} ({time.monotonic() - started:.0f} s)")
+            elapsed = time.monotonic() - started
+            # the rate so far gives the time left; the first report has no rate yet
+            eta = f", about {elapsed / step * (total - step):.0f} s left" if step and total > step else ""
+            self.stdout.write(f"    sampling responses {step} of {total} ({elapsed:.0f} s{eta})")
 
         made = comparisons_generate(
             project=project, prompts=prompts, checkpoint_a=checkpoint, checkpoint_b=checkpoint, batch=0,
