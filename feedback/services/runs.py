@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback as tb
 from datetime import timedelta
 from typing import Callable
@@ -46,10 +47,12 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _task_for(run: Run):
+def _task_for(run: Run | type[Run]):
+    """The task that executes runs of this kind."""
     from feedback import tasks
 
-    return tasks.run_training_round if isinstance(run, TrainingRound) else tasks.run_job
+    model = run if isinstance(run, type) else type(run)
+    return tasks.run_training_round if issubclass(model, TrainingRound) else tasks.run_job
 
 
 def _send(model: type[Run], pk: int, task) -> None:
@@ -130,8 +133,6 @@ class RunProgress:
         self._last_write = 0.0
 
     def __call__(self, *, stage: str, step: int, total: int, metrics: dict | None = None) -> None:
-        import time
-
         fields = {}
         if metrics is not None and self.metrics is not None:
             self.metrics.setdefault(stage, []).append(metrics)
@@ -319,11 +320,8 @@ def runs_reap(*, project_id: int | None = None) -> list[dict]:
 
 
 def _resend(model: type[Run], pk: int) -> bool:
-    from feedback import tasks
-
-    task = tasks.run_training_round if model is TrainingRound else tasks.run_job
     try:
-        _send(model, pk, task)
+        _send(model, pk, _task_for(model))
         return True
     except Exception as exc:  # still no broker: the next reap tries again
         logger.warning("%s %s: could not be re-sent (%s)", model.__name__, pk, exc)
