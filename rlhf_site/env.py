@@ -130,5 +130,8 @@ def env_cache(name: str, table: str) -> dict:
         if not raw.startswith(("redis://", "rediss://", "unix://")):
             raise ImproperlyConfigured(f"{name}={raw!r} must start with redis://, rediss:// or unix://.")
         # Same server as the broker; the prefix keeps cache keys apart from Celery's.
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": raw, "KEY_PREFIX": "rlhf-cache"}
+        # Fails open (rlhf_site/cache.py): with Redis away a request finds nothing cached
+        # rather than answering 500, and gives up on a dead server within a second.
+        return {"BACKEND": "rlhf_site.cache.FailOpenRedisCache", "LOCATION": raw, "KEY_PREFIX": "rlhf-cache",
+                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}
     return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": table}

@@ -56,3 +56,51 @@ def test_migrate_creates_the_cache_table(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "rlhf_site.settings"},
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "DatabaseCache v", out.stderr[-2000:]
+
+
+@pytest.mark.django_db
+def test_with_redis_gone_votes_are_still_taken_and_throttles_fail_open(tiny_models, alice, settings):
+    """A real Redis, stopped: the cache reads nothing and drops writes instead of answering 500."""
+    import shutil
+    import socket
+    import time
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        settings.CACHES = {"default": {"BACKEND": "rlhf_site.cache.FailOpenRedisCache",
+                                       "LOCATION": f"redis://127.0.0.1:{port}/0",
+                                       "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
+        from django.core.cache import cache
+
+        cache.set("up", 1)
+        assert cache.get("up") == 1  # a real, working Redis first
+    finally:
+        server.kill()
+        server.wait()
+    assert cache.get("up", "gone") == "gone" and cache.add("k", 1) is False
+
+    from rest_framework.test import APIClient
+
+    from tests.helpers import make_project
+
+    project = make_project(tiny_models, first_batch=1)
+    client = APIClient()
+    client.force_authenticate(alice)
+    item = client.get(f"/api/v1/projects/{project.pk}/comparisons/next/")
+    assert item.status_code == 200  # throttled views answer, as if nothing was counted yet
+    a, b = item.json()["responses"]
+    voted = client.post(f"/api/v1/comparisons/{item.json()['comparison_id']}/votes/",
+                        {"choice": "a", "a": a["id"], "b": b["id"]}, format="json")
+    assert voted.status_code == 201
