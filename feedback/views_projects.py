@@ -81,7 +81,7 @@ def project_new(request):
                 _service_error_on_form(form, exc)
             except QueueUnavailable as exc:
                 # The project is saved; only its set-up job could not be queued.
-                project = Project.objects.get(name=form.project_data()["name"])
+                project = Project.objects.get(name__iexact=form.project_data()["name"].strip())
                 messages.error(request, f"Project {project.name} created, but round 0 is not being prepared: {exc}. "
                                         "Press “Prepare round 0 again” on its page.")
                 return redirect("feedback:studio_project", project_id=project.pk)

@@ -372,3 +372,22 @@ def test_studio_pages_say_the_queue_is_down_instead_of_failing(tiny_models, admi
     assert page.status_code == 200
     assert "the task queue is unavailable" in page.content.decode()
     assert not Job.objects.exists()
+
+
+def test_a_project_created_while_the_queue_is_down_says_how_to_prepare_round_0(admin_user, client, monkeypatch,
+                                                                               tmp_path):
+    from feedback.models import Project
+
+    gguf = tmp_path / "policy.gguf"
+    gguf.write_bytes(b"GGUF")  # a GGUF base needs the set-up job, which cannot be queued now
+    monkeypatch.setattr(runs, "_task_for", lambda run: _unreachable_task("feedback.run_job"))
+    client.force_login(admin_user)
+
+    page = client.post("/studio/projects/new/", {
+        "name": " Support bot ", "guidelines": "", "votes_per_comparison": 1, "policy_base_model": str(gguf),
+        "reward_base_model": "", "max_new_tokens": 32, "temperature": 0.7, "top_p": 1.0, "batch_size": 8,
+    }, follow=True)
+
+    assert page.status_code == 200
+    assert "round 0 is not being prepared" in page.content.decode()
+    assert Project.objects.filter(name="Support bot").exists() and not Job.objects.exists()
