@@ -150,12 +150,20 @@ def test_cancel_of_a_live_run_only_asks(tiny_models):
     assert running.status == "ppo" and running.cancel_requested
 
 
-def test_round_failing_while_generating_leaves_the_parent_active_and_no_half_batch(tiny_models, alice, monkeypatch):
+def _round_with_votes(tiny_models, alice, *, next_batch_prompts=2, **guards):
+    """A project with 6 votes and a queued one-step round on it; `guards` override the round's guard
+    settings (the tiny-model project reports guards without enforcing them, see tests/helpers.py)."""
     project = make_project(tiny_models, first_batch=6)
     _vote_everything(project, [(alice, ["a", "b", "a", "b", "a", "b"])])
+    return project, _queued_round(project, min_pairs=4, next_batch_prompts=next_batch_prompts,
+                                  reward={"epochs": 1, "min_steps": 1},
+                                  ppo={"steps": 1, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1},
+                                  guards={"prompts": 2, "max_new_tokens": 6, **guards})
+
+
+def test_round_failing_while_generating_leaves_the_parent_active_and_no_half_batch(tiny_models, alice, monkeypatch):
+    project, r = _round_with_votes(tiny_models, alice, next_batch_prompts=4)
     parent = Checkpoint.objects.get(project=project, kind="policy", is_active=True)
-    r = _queued_round(project, min_pairs=4, next_batch_prompts=4, reward={"epochs": 1, "min_steps": 1},
-                      ppo={"steps": 1, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1})
     real_generate = rounds_service.comparisons_generate
 
     def generate_then_break(**kwargs):
@@ -176,11 +184,8 @@ def test_round_failing_while_generating_leaves_the_parent_active_and_no_half_bat
 
 
 def test_a_round_reaped_while_its_worker_was_slow_does_not_activate_its_policy(tiny_models, alice, monkeypatch):
-    project = make_project(tiny_models, first_batch=6)
-    _vote_everything(project, [(alice, ["a", "b", "a", "b", "a", "b"])])
+    project, r = _round_with_votes(tiny_models, alice)
     parent = Checkpoint.objects.get(project=project, kind="policy", is_active=True)
-    r = _queued_round(project, min_pairs=4, next_batch_prompts=2, reward={"epochs": 1, "min_steps": 1},
-                      ppo={"steps": 1, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1})
     real_generate = rounds_service.comparisons_generate
 
     def reaped_meanwhile(**kwargs):
@@ -284,18 +289,10 @@ def _tripping_guards(monkeypatch):
     monkeypatch.setattr(rounds_service, "round_guards_evaluate", evaluate)
 
 
-def _round_with_votes(tiny_models, alice, **guards):
-    project = make_project(tiny_models, first_batch=6)
-    _vote_everything(project, [(alice, ["a", "b", "a", "b", "a", "b"])])
-    return project, _queued_round(project, min_pairs=4, next_batch_prompts=2, reward={"epochs": 1, "min_steps": 1},
-                                  ppo={"steps": 1, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1},
-                                  guards={"prompts": 2, "max_new_tokens": 6, "enforce": True, **guards})
-
-
 def test_a_policy_that_trips_a_guard_is_registered_but_not_activated_until_staff_promote_it(tiny_models, alice,
                                                                                              admin_user, monkeypatch):
     _tripping_guards(monkeypatch)
-    project, r = _round_with_votes(tiny_models, alice)
+    project, r = _round_with_votes(tiny_models, alice, enforce=True)
     parent = Checkpoint.objects.get(project=project, kind="policy", is_active=True)
 
     done = round_execute(r.pk)
@@ -322,7 +319,7 @@ def test_a_policy_that_trips_a_guard_is_registered_but_not_activated_until_staff
 
 def test_discarding_a_held_round_keeps_the_parent(tiny_models, alice, admin_user, client, monkeypatch):
     _tripping_guards(monkeypatch)
-    project, r = _round_with_votes(tiny_models, alice)
+    project, r = _round_with_votes(tiny_models, alice, enforce=True)
     parent = Checkpoint.objects.get(project=project, kind="policy", is_active=True)
     held = round_execute(r.pk)
     client.force_login(admin_user)
