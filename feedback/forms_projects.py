@@ -26,6 +26,10 @@ class ProjectForm(forms.Form):
     )
     votes_per_comparison = forms.IntegerField(min_value=1, max_value=100, initial=1, label="Votes per comparison",
                                               help_text="How many annotators judge each comparison (overlap).")
+    reveal_models = forms.BooleanField(
+        required=False, label="Reveal models after each vote",
+        help_text="After a vote (never before), show the annotator which model wrote which side, as Chatbot Arena does.",
+    )
     policy_base_model = forms.CharField(
         required=False, max_length=500, label="Base policy",
         help_text="Empty: the bundled SmolLM2-135M-Instruct. Or an absolute path on the server: a folder with "
@@ -48,7 +52,7 @@ class ProjectForm(forms.Form):
     def for_project(cls, project: Project, **kwargs) -> "ProjectForm":
         settings = {**{f: getattr(GenerationConfig, f) for f in GENERATION_FIELDS}, **(project.generation_settings or {})}
         initial = {"name": project.name, "guidelines": project.guidelines,
-                   "votes_per_comparison": project.votes_per_comparison,
+                   "votes_per_comparison": project.votes_per_comparison, "reveal_models": project.reveal_models,
                    "policy_base_model": project.policy_base_model, "reward_base_model": project.reward_base_model,
                    **{f: settings.get(f) for f in GENERATION_FIELDS}}
         return cls(initial=initial, **kwargs)
@@ -56,7 +60,7 @@ class ProjectForm(forms.Form):
     def project_data(self) -> dict:
         """The cleaned form as the project service takes it."""
         d = self.cleaned_data
-        data = {k: d[k] for k in ("name", "guidelines", "votes_per_comparison", "policy_base_model",
+        data = {k: d[k] for k in ("name", "guidelines", "votes_per_comparison", "reveal_models", "policy_base_model",
                                   "reward_base_model")}
         data["generation_settings"] = {f: d[f] for f in GENERATION_FIELDS}
         return data

@@ -16,6 +16,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     generation_settings = serializers.DictField(required=False)
     guard_settings = serializers.DictField(required=False)
     votes_per_comparison = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    reveal_models = serializers.BooleanField(required=False)
     setup_job = serializers.SerializerMethodField()
     ready = serializers.SerializerMethodField()
 
@@ -23,7 +24,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         model = Project
         fields = ["id", "name", "guidelines", "policy_base_model", "reward_base_model", "generation_settings",
                   "guard_settings",
-                  "votes_per_comparison", "archived_at", "created_at", "setup_job", "ready"]
+                  "votes_per_comparison", "reveal_models", "archived_at", "created_at", "setup_job", "ready"]
         read_only_fields = ["id", "archived_at", "created_at"]
 
     def get_setup_job(self, project) -> int | None:

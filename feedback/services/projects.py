@@ -283,6 +283,10 @@ def project_fields_clean(data: dict, *, project: Project | None = None) -> dict:
         if not int_in_range(data["votes_per_comparison"], 1, 100):
             raise ProjectError("votes_per_comparison", "must be an integer between 1 and 100")
         cleaned["votes_per_comparison"] = data["votes_per_comparison"]
+    if "reveal_models" in data:
+        if not isinstance(data["reveal_models"], bool):
+            raise ProjectError("reveal_models", "must be true or false")
+        cleaned["reveal_models"] = data["reveal_models"]
     if "policy_base_model" in data:
         cleaned["policy_base_model"] = model_folder_check("policy_base_model", data["policy_base_model"], allow_gguf=True)
     if "reward_base_model" in data:

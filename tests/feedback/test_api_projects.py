@@ -48,6 +48,7 @@ def test_post_project_with_the_bundled_model_returns_its_setup_job(admin_user, t
     ({"guidelines": "x" * 100_001}, "guidelines"),
     ({"generation_settings": {"top_p": 2}}, "generation_settings.top_p"),
     ({"name": ""}, "name"),
+    ({"reveal_models": "sometimes"}, "reveal_models"),
 ])
 def test_patch_with_bad_settings_is_a_400_naming_the_field_and_changes_nothing(admin_user, tiny_models, body, field):
     project = make_project(tiny_models, first_batch=0)

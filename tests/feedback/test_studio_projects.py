@@ -80,6 +80,22 @@ def test_guidelines_preview_renders_like_the_annotate_page_and_saves_nothing(sta
     assert project.guidelines.startswith("**Bold**")
 
 
+def test_reveal_models_is_turned_on_in_the_settings_page_and_shown_checked(staff, tiny_models):
+    project = make_project(tiny_models, first_batch=0)
+    url = reverse("feedback:studio_project_settings", args=[project.pk])
+    assert 'name="reveal_models"' in staff.get(url).content.decode()
+    data = _form(tiny_models, name=project.name, reveal_models="on")
+    data["policy_base_model"] = project.policy_base_model
+    assert staff.post(url, data).status_code == 302
+    project.refresh_from_db()
+    assert project.reveal_models is True
+    assert staff.get(url).context["form"].initial["reveal_models"] is True
+    del data["reveal_models"]  # an unticked box is absent from the post: off again
+    staff.post(url, data)
+    project.refresh_from_db()
+    assert project.reveal_models is False
+
+
 def _upload(staff, project, name, content: bytes, **extra):
     return staff.post(reverse("feedback:studio_prompts", args=[project.pk]),
                       {"kind": "prompts", "holdout_percent": 10, "tags": "uploaded, v1",
