@@ -19,7 +19,7 @@ from django.utils import timezone
 from feedback.models import Checkpoint, Project, TrainingRound
 from feedback.selectors.checkpoints import active_policy, latest_reward_model, reference_policy
 from feedback.services import exports
-from feedback.services.checkpoints import checkpoint_activate, checkpoint_register
+from feedback.services.checkpoints import checkpoint_activate, checkpoint_register, checkpoint_verify
 from feedback.services.errors import FieldError, int_in_range
 from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
 from feedback.services.model_paths import checkpoint_dir, reward_base_path
@@ -164,6 +164,9 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
     reference = reference_policy(project)
     if parent is None or reference is None:
         raise RoundError("project", "has no active policy checkpoint")
+    # the files this worker is about to train from must be the ones that were registered
+    for used in (parent, reference):
+        checkpoint_verify(used)
     from training.device import describe as device_describe
 
     # which hardware ran the round (host:pid is in claimed_by): device, dtype and GPU name
@@ -185,7 +188,7 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
     from training.reward import train_reward_model
 
     previous_reward = latest_reward_model(project)
-    reward_init = previous_reward.path if previous_reward else str(reward_base_path(project))
+    reward_init = checkpoint_verify(previous_reward) if previous_reward else str(reward_base_path(project))
     reward_path = checkpoint_dir(project, f"round-{training_round.number:03d}-reward")
     reward_result = train_reward_model(
         records, reward_init, reward_path, config_from_dict(RewardConfig, config["reward"]), hooks,
