@@ -31,6 +31,12 @@ def _truncate(file: Path) -> None:
 
 
 @pytest.fixture
+def own_models(tiny_models, tmp_path):
+    """Copies of the tiny models: round 0's checkpoint is the base folder itself, which these tests damage."""
+    return {kind: shutil.copytree(path, tmp_path / f"own-{kind}") for kind, path in tiny_models.items()}
+
+
+@pytest.fixture
 def hash_calls(monkeypatch):
     """Counts full hashes of checkpoint folders, starting from a process that has hashed nothing."""
     monkeypatch.setattr(checkpoint_io, "_hashed", {})
@@ -45,8 +51,8 @@ def hash_calls(monkeypatch):
     return calls
 
 
-def test_round_on_a_truncated_parent_policy_fails_naming_the_checkpoint_and_both_hashes(tiny_models):
-    project = make_project(tiny_models, first_batch=0)
+def test_round_on_a_truncated_parent_policy_fails_naming_the_checkpoint_and_both_hashes(own_models):
+    project = make_project(own_models, first_batch=0)
     parent = active_policy(project)
     _truncate(_weights(parent))
     resolved = rounds_service.round_config_resolve(project, {})
@@ -62,8 +68,8 @@ def test_round_on_a_truncated_parent_policy_fails_naming_the_checkpoint_and_both
     assert ended.reward_checkpoint is None  # nothing was trained from the wrong weights
 
 
-def test_generation_job_on_a_swapped_file_fails_clearly(tiny_models):
-    project = make_project(tiny_models, first_batch=0)
+def test_generation_job_on_a_swapped_file_fails_clearly(own_models):
+    project = make_project(own_models, first_batch=0)
     checkpoint = active_policy(project)
     weights = _weights(checkpoint)
     # same size, other bytes, moved into place the way a bad sync would
@@ -81,9 +87,10 @@ def test_generation_job_on_a_swapped_file_fails_clearly(tiny_models):
     assert ended.result in (None, {}) or "samples" not in ended.result
 
 
-def test_intact_checkpoint_is_hashed_once_across_two_uses(tiny_models, hash_calls):
-    project = make_project(tiny_models, first_batch=0)
+def test_intact_checkpoint_is_hashed_once_across_two_uses(own_models, hash_calls):
+    project = make_project(own_models, first_batch=0)
     checkpoint = active_policy(project)
+    checkpoint_io._hashed.clear()  # as in a worker that has not seen this checkpoint yet
     hash_calls.clear()
 
     assert checkpoint_verify(checkpoint) == checkpoint.path
@@ -98,8 +105,8 @@ def test_intact_checkpoint_is_hashed_once_across_two_uses(tiny_models, hash_call
     assert len(hash_calls) == 2
 
 
-def test_a_checkpoint_missing_on_this_machine_says_to_mount_the_shared_volume(tiny_models):
-    project = make_project(tiny_models, first_batch=0)
+def test_a_checkpoint_missing_on_this_machine_says_to_mount_the_shared_volume(own_models):
+    project = make_project(own_models, first_batch=0)
     checkpoint = active_policy(project)
     shutil.rmtree(checkpoint.path)
 
