@@ -79,6 +79,11 @@ def run_stage(stage: str, spec: dict, hooks: Hooks = NO_HOOKS, *, processes: int
         raise ValueError(f"stage: {stage!r} is not one of {', '.join(STAGES)}")
     if processes <= 1:
         return _call_stage(stage, spec, hooks)
+    if stage == "ppo":  # refused here, before minutes of process start-up
+        from training.config import PPOConfig, config_from_dict
+        from training.ppo import check_shares
+
+        check_shares(config_from_dict(PPOConfig, spec["config"]), processes)
     out_dir = Path(spec["out_dir"])
     workdir = Path(workdir) if workdir else out_dir.parent / f".launch-{out_dir.name}"
     workdir.mkdir(parents=True)

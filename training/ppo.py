@@ -210,6 +210,14 @@ def ppo_minibatch_update(module: PolicyAndValue, optimizer, trainable: list, mb:
         }
 
 
+def check_shares(config: PPOConfig, processes: int) -> None:
+    """Every rank must take the same number of episodes and minibatches, or the ranks' all-reduces would not pair up."""
+    for name in ("batch_size", "mini_batch_size"):
+        if getattr(config, name) % processes:
+            raise ValueError(f"ppo.{name}: {getattr(config, name)} cannot be shared equally by {processes} "
+                             "training processes; make it a multiple of RLHF_TRAIN_PROCESSES")
+
+
 def train_ppo(
     policy_path: str | Path,
     reference_path: str | Path,
@@ -245,10 +253,7 @@ def train_ppo(
     if not prompts:
         raise ValueError("prompts: PPO needs at least one prompt")
     world = distributed.world_size()
-    for name in ("batch_size", "mini_batch_size"):
-        if getattr(config, name) % world:
-            raise ValueError(f"ppo.{name}: {getattr(config, name)} cannot be shared equally by {world} "
-                             "training processes; make it a multiple of RLHF_TRAIN_PROCESSES")
+    check_shares(config, world)
     policy_path, reference_path = Path(policy_path), Path(reference_path)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
