@@ -3,6 +3,7 @@
 Every variable is optional on a laptop; see README.md for the list.
 """
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -194,6 +195,16 @@ try:
     RLHF_DTYPE = check_dtype_name(env_str("RLHF_DTYPE", "auto"))
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from None
+
+# Data-parallel training (training/launch.py): with more than one process, a round's reward
+# and PPO stages run under `python -m torch.distributed.run --nproc-per-node N`, one GPU per
+# process on CUDA (gloo on the CPU); RLHF_TORCHRUN_ARGS go to torchrun first (multi-node
+# rendezvous; default --standalone, one machine).
+RLHF_TRAIN_PROCESSES = env_int("RLHF_TRAIN_PROCESSES", 1, minimum=1)
+try:
+    RLHF_TORCHRUN_ARGS = shlex.split(env_str("RLHF_TORCHRUN_ARGS", "--standalone"))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"RLHF_TORCHRUN_ARGS: {exc}") from None
 
 # Upper bound on one round's wall time; the worker kills a task that overruns it.
 RLHF_ROUND_TIME_LIMIT_S = env_int("RLHF_ROUND_TIME_LIMIT_S", 3 * 3600, minimum=60)

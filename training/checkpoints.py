@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,40 @@ def directory_sha256(path: str | Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def directory_fingerprint(path: str | Path) -> tuple:
+    """What a file system says about a folder's files without reading them: names, sizes,
+    modification times and inodes. Any write, truncation or swapped-in file changes it."""
+    root = Path(path)
+    entries = []
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = file.stat()
+        entries.append((file.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+    return tuple(entries)
+
+
+# path -> (fingerprint, sha256): hashing a GPU-sized checkpoint reads gigabytes, so a process
+# hashes a folder again only when its fingerprint changed (per process, never persisted).
+_hashed: dict[str, tuple[tuple, str]] = {}
+_hashed_lock = threading.Lock()
+
+
+def cached_directory_sha256(path: str | Path) -> str:
+    """`directory_sha256(path)`, recomputed only when the folder's fingerprint changed since
+    this process last hashed it. A file replaced by one of the same size, mtime, inode and
+    ctime would go unnoticed, which no ordinary copy, truncation or rename achieves."""
+    key = str(Path(path).resolve())
+    fingerprint = directory_fingerprint(path)
+    with _hashed_lock:
+        known = _hashed.get(key)
+    if known is not None and known[0] == fingerprint:
+        return known[1]
+    sha = directory_sha256(path)
+    # the fingerprint taken before hashing: a write during the hash changes it, so it is hashed again next time
+    with _hashed_lock:
+        _hashed[key] = (fingerprint, sha)
+    return sha
 
 
 @contextmanager

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from training import device as placement
+from training import distributed
 from training.checkpoints import atomic_directory, write_manifest
 from training.config import PPOConfig, config_to_dict
 from training.generation import decode_responses, position_ids_from_mask, sample
@@ -195,6 +196,9 @@ def ppo_minibatch_update(module: PolicyAndValue, optimizer, trainable: list, mb:
     loss = pg_loss + config.vf_coef * vf_loss
     optimizer.zero_grad()
     loss.backward()
+    # data-parallel: every rank's minibatch is an equal share, so the plain mean of the
+    # gradients is the whole minibatch's; clipping then sees the same norm on every rank
+    distributed.average_gradients(trainable)
     grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
     optimizer.step()
     with torch.no_grad():
@@ -204,6 +208,14 @@ def ppo_minibatch_update(module: PolicyAndValue, optimizer, trainable: list, mb:
             "entropy": float(masked_mean(entropy_from_logits(logits), m)),
             "grad_norm": float(grad_norm),
         }
+
+
+def check_shares(config: PPOConfig, processes: int) -> None:
+    """Every rank must take the same number of episodes and minibatches, or the ranks' all-reduces would not pair up."""
+    for name in ("batch_size", "mini_batch_size"):
+        if getattr(config, name) % processes:
+            raise ValueError(f"ppo.{name}: {getattr(config, name)} cannot be shared equally by {processes} "
+                             "training processes; make it a multiple of RLHF_TRAIN_PROCESSES")
 
 
 def train_ppo(
@@ -229,10 +241,19 @@ def train_ppo(
     over it. If step 1 already measures over (the parent is over), the parent is saved
     unchanged. The summary says `early_stopped` and why (`stop_reason`), and its
     `final_*` figures then describe the kept policy's own rollout.
+
+    Data-parallel under torchrun (training/launch.py): every rank draws the same prompts,
+    samples and scores its shard of them (`batch_size / world` episodes, with its own
+    sampling seed), and averages gradients before each step. The rollout's figures (score,
+    KL) are averaged over all ranks, so the KL controller and the early stop decide the same
+    everywhere; advantages are whitened per rank, over its own episodes. Rank 0 alone writes
+    the checkpoint (the other ranks return an empty summary).
     """
     config = (config or PPOConfig()).validate()
     if not prompts:
         raise ValueError("prompts: PPO needs at least one prompt")
+    world = distributed.world_size()
+    check_shares(config, world)
     policy_path, reference_path = Path(policy_path), Path(reference_path)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -249,6 +270,9 @@ def train_ppo(
     normalization = score_normalization(reward_path)
 
     trainable = [p for p in module.parameters() if p.requires_grad]
+    if world > 1:
+        distributed.broadcast_parameters(trainable)  # fresh LoRA adapters start equal on every rank
+        torch.manual_seed(config.seed + distributed.rank())  # but each rank samples its own responses
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, eps=1e-5)
     order = list(range(len(prompts)))
     random.shuffle(order)
@@ -272,6 +296,7 @@ def train_ppo(
                 cursor = 0
             batch_prompts.append(prompts[order[cursor]])
             cursor += 1
+        batch_prompts = distributed.shard(batch_prompts)
 
         # --- rollout -------------------------------------------------------------
         query, query_mask, responses, response_mask, ended = sample(
@@ -309,6 +334,9 @@ def train_ppo(
             "response_length": float(response_mask.sum(1).float().mean()),
             "eos_fraction": float(ended.float().mean()),
         }
+        if world > 1:  # equal shards: the mean of the ranks' means is the batch's
+            averaged = distributed.sum_over_ranks({k: v for k, v in rollout.items() if k not in ("step", "kl_coef")})
+            rollout.update({k: v / world for k, v in averaged.items()})
         if config.kl_max is not None and rollout["kl"] > config.kl_max:
             stop_reason = (f"KL to the reference {rollout['kl']:.2f} passed kl_max {config.kl_max:g} at step {step}; "
                            + (f"kept the policy measured at step {kept_step}" if kept_step
@@ -323,10 +351,11 @@ def train_ppo(
         # --- PPO epochs over minibatches -----------------------------------------
         stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac", "approx_kl", "entropy", "grad_norm")}
         n = query.shape[0]
+        mini_batch_size = config.mini_batch_size // world
         for _ in range(config.ppo_epochs):
             perm = torch.randperm(n).to(query.device)
-            for start in range(0, n, config.mini_batch_size):
-                idx = perm[start:start + config.mini_batch_size]
+            for start in range(0, n, mini_batch_size):
+                idx = perm[start:start + mini_batch_size]
                 step_stats = ppo_minibatch_update(module, optimizer, trainable, {
                     "query": query[idx], "query_mask": query_mask[idx], "responses": responses[idx],
                     "response_mask": response_mask[idx], "old_logprobs": old_logprobs[idx],
@@ -335,18 +364,16 @@ def train_ppo(
                 for key, value in step_stats.items():
                     stats[key].append(value)
 
-        kl_ctl.update(rollout["kl"], n)
+        kl_ctl.update(rollout["kl"], n * world)
         elapsed = time.monotonic() - t0
+        update = {key: _avg(values) for key, values in stats.items()}
+        if world > 1:
+            update = {k: v / world for k, v in distributed.sum_over_ranks(update).items()}
         metrics = {
             **rollout,
-            "entropy": _avg(stats["entropy"]),
-            "clipfrac": _avg(stats["clipfrac"]),
-            "approx_kl": _avg(stats["approx_kl"]),
-            "pg_loss": _avg(stats["pg_loss"]),
-            "vf_loss": _avg(stats["vf_loss"]),
-            "vf_clipfrac": _avg(stats["vf_clipfrac"]),
-            "grad_norm": _avg(stats["grad_norm"]),
-            "episodes_per_s": n / elapsed if elapsed > 0 else 0.0,
+            **{k: update[k] for k in ("entropy", "clipfrac", "approx_kl", "pg_loss", "vf_loss", "vf_clipfrac",
+                                      "grad_norm")},
+            "episodes_per_s": n * world / elapsed if elapsed > 0 else 0.0,
         }
         step_metrics.append(metrics)
         hooks.progress("ppo", step, config.steps, metrics)
@@ -370,6 +397,8 @@ def train_ppo(
         "early_stopped": stop_reason is not None,
         "stop_reason": stop_reason,
     }
+    if not distributed.is_main():
+        return {"steps": step_metrics, "summary": {}}
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

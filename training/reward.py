@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from training import device as placement
+from training import distributed
 from training.checkpoints import atomic_directory, read_manifest, write_manifest
 from training.config import RewardConfig, config_to_dict
 from training.models import load_reward_model
@@ -87,19 +88,27 @@ def normalized_score(model, tokenizer, prompts: list, responses: list[str], max_
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None,
-                       center_coefficient: float = 0.0, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """-log σ(r_c - r_r - margin), weighted per pair, plus a term pulling rewards towards zero mean."""
+                       center_coefficient: float = 0.0, weight: torch.Tensor | None = None, *,
+                       weight_total: float | None = None, pairs_total: int | None = None) -> torch.Tensor:
+    """-log σ(r_c - r_r - margin), weighted per pair, plus a term pulling rewards towards zero mean.
+
+    `weight_total` / `pairs_total` are the denominators of the means when these pairs are one
+    rank's shard of a batch (the whole batch's weight and size): the shards' losses then
+    add up to the loss of the whole batch. By default, these pairs' own.
+    """
     diff = r_chosen - r_rejected
     if margin is not None:
         diff = diff - margin
     per_pair = -F.logsigmoid(diff)
+    pairs = pairs_total or per_pair.numel()
     if weight is not None:
         # a pair that 2 of 3 annotators agreed on counts less than a unanimous one
-        loss = (per_pair * weight).sum() / weight.sum().clamp(min=1e-8)
+        total = weight.sum() if weight_total is None else torch.tensor(weight_total, device=weight.device)
+        loss = (per_pair * weight).sum() / total.clamp(min=1e-8)
     else:
-        loss = per_pair.mean()
+        loss = per_pair.sum() / pairs
     if center_coefficient:
-        loss = loss + center_coefficient * torch.mean((r_chosen + r_rejected) ** 2)
+        loss = loss + center_coefficient * ((r_chosen + r_rejected) ** 2).sum() / pairs
     return loss
 
 
@@ -165,6 +174,12 @@ def train_reward_model(
     """Train on `records`, starting from `base_path`; write the model to `out_dir` atomically.
 
     Returns {"steps": [per-step metrics], "summary": {...}}.
+
+    Data-parallel under torchrun (training/launch.py): every rank draws the same batches,
+    trains on its shard of each (`distributed.shard`) and averages gradients, so a step
+    sees the same pairs as in one process and the losses of the shards add up to the
+    batch's; rank 0 alone evaluates, normalizes and writes the checkpoint (the other
+    ranks return an empty summary).
     """
     config = (config or RewardConfig()).validate()
     if not records:
@@ -176,14 +191,14 @@ def train_reward_model(
     model, tokenizer = load_reward_model(base_path, trainable=True)
     model.train()
     # dropout stays off even in train(): load_reward_model set every p to 0
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate, weight_decay=config.weight_decay,
-    )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    distributed.broadcast_parameters(trainable)  # a freshly initialised score head must start equal everywhere
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    world = distributed.world_size()
     rng = random.Random(config.seed)
     schedule = training_schedule(len(train), config)
     steps_per_epoch, epochs, total = schedule["steps_per_epoch"], schedule["epochs"], schedule["steps"]
-    before = evaluate(model, tokenizer, held_out, config.max_length)
+    before = evaluate(model, tokenizer, held_out if distributed.is_main() else [], config.max_length)
     step_metrics = []
     started = time.monotonic()
     hooks.progress("reward", 0, total)
@@ -192,33 +207,46 @@ def train_reward_model(
         rng.shuffle(order)
         for b in range(steps_per_epoch):
             hooks.check()
-            batch = order[b * config.batch_size:(b + 1) * config.batch_size]
+            whole = order[b * config.batch_size:(b + 1) * config.batch_size]
+            batch = distributed.shard(whole)
             n = len(batch)
-            prompts = [r["prompt"] for r in batch] * 2
-            responses = [r["chosen"] for r in batch] + [r["rejected"] for r in batch]
-            enc = encode_pairs(tokenizer, prompts, responses, config.max_length)
-            with placement.autocast():
-                rewards = model(**enc).logits.squeeze(-1).float()
-            r_chosen, r_rejected = rewards[:n], rewards[n:]
-            margin = None
-            if config.use_margin:
-                margin = torch.tensor([float(r.get("margin") or 0.0) for r in batch], device=rewards.device)
-            weight = torch.tensor([float(r.get("agreement", 1.0)) for r in batch], device=rewards.device)
-            loss = bradley_terry_loss(r_chosen, r_rejected, margin, config.center_rewards_coefficient, weight)
             optimizer.zero_grad()
-            loss.backward()
+            sums = {"loss": 0.0, "accuracy": 0.0, "margin": 0.0}
+            if n:  # a rank whose shard of a short last batch is empty adds a zero gradient
+                prompts = [r["prompt"] for r in batch] * 2
+                responses = [r["chosen"] for r in batch] + [r["rejected"] for r in batch]
+                enc = encode_pairs(tokenizer, prompts, responses, config.max_length)
+                with placement.autocast():
+                    rewards = model(**enc).logits.squeeze(-1).float()
+                r_chosen, r_rejected = rewards[:n], rewards[n:]
+                margin = None
+                if config.use_margin:
+                    margin = torch.tensor([float(r.get("margin") or 0.0) for r in batch], device=rewards.device)
+                weight = torch.tensor([float(r.get("agreement", 1.0)) for r in batch], device=rewards.device)
+                loss = bradley_terry_loss(
+                    r_chosen, r_rejected, margin, config.center_rewards_coefficient, weight,
+                    weight_total=sum(float(r.get("agreement", 1.0)) for r in whole), pairs_total=len(whole),
+                )
+                # gradients are averaged over the ranks: scaled by `world`, the average is the whole batch's
+                (loss * world).backward()
+                with torch.no_grad():
+                    sums = {"loss": float(loss), "accuracy": float((r_chosen > r_rejected).float().sum()),
+                            "margin": float((r_chosen - r_rejected).sum())}
+            distributed.average_gradients(trainable)
             optimizer.step()
-            with torch.no_grad():
-                metrics = {
-                    "step": len(step_metrics) + 1,
-                    "epoch": epoch + 1,
-                    "loss": float(loss),
-                    "accuracy": float((r_chosen > r_rejected).float().mean()),
-                    "margin": float((r_chosen - r_rejected).mean()),
-                }
+            sums = distributed.sum_over_ranks(sums)
+            metrics = {
+                "step": len(step_metrics) + 1,
+                "epoch": epoch + 1,
+                "loss": sums["loss"],
+                "accuracy": sums["accuracy"] / len(whole),
+                "margin": sums["margin"] / len(whole),
+            }
             step_metrics.append(metrics)
             hooks.progress("reward", len(step_metrics), total, metrics)
     model.eval()
+    if not distributed.is_main():
+        return {"steps": step_metrics, "summary": {}}
     after = evaluate(model, tokenizer, held_out, config.max_length)
     normalization = {"shift": 0.0, "scale": 1.0}
     if config.normalize_scores:

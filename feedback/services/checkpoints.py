@@ -1,11 +1,19 @@
-"""Registering checkpoints and choosing the active policy (by hand: promote and roll back, with a reason)."""
+"""Registering checkpoints, verifying them before use, and choosing the active policy
+(by hand: promote and roll back, with a reason)."""
+import socket
 from pathlib import Path
 
 from django.db import transaction
 
 from feedback.models import Checkpoint, CheckpointEvent, Project, TrainingRound
 from feedback.services.errors import FieldError
-from training.checkpoints import directory_sha256
+from training.checkpoints import cached_directory_sha256
+
+
+class CheckpointMismatch(FieldError):
+    """A checkpoint's folder is missing or no longer holds what was registered."""
+
+    http_status = 409
 
 
 def checkpoint_register(
@@ -22,7 +30,8 @@ def checkpoint_register(
     """Record a checkpoint folder (hashing its content); optionally make it the active policy."""
     if not Path(path).is_dir():
         raise FileNotFoundError(f"checkpoint folder {path} does not exist")
-    sha = directory_sha256(path)
+    # the cached hash: the round that registers a checkpoint and then uses it hashes it once
+    sha = cached_directory_sha256(path)
     with transaction.atomic():
         checkpoint = Checkpoint.objects.create(
             project=project, kind=kind, path=str(path), name=name, sha256=sha,
@@ -31,6 +40,27 @@ def checkpoint_register(
         if activate:
             checkpoint_activate(checkpoint=checkpoint)
     return checkpoint
+
+
+def checkpoint_verify(checkpoint: Checkpoint) -> str:
+    """The checkpoint's path, once its files are found to match the sha256 recorded at registration.
+
+    A worker on another machine finds a checkpoint by the path in the database (a shared
+    volume mounted at the same place everywhere); this is where a missing mount, a copy
+    cut short or a file swapped after registration stops a round, a job or serving before
+    it uses the wrong weights. The hash is cached per process while the folder's files keep
+    their size, mtime and inode (training.checkpoints.cached_directory_sha256).
+    """
+    label = f"{checkpoint.name!r} (id {checkpoint.pk}, {checkpoint.path})"
+    if not Path(checkpoint.path).is_dir():
+        raise CheckpointMismatch("checkpoint", f"{label}: the folder is missing on {socket.gethostname()}; "
+                                               "mount the shared checkpoint volume at the same path on every worker")
+    actual = cached_directory_sha256(checkpoint.path)
+    if actual != checkpoint.sha256:
+        raise CheckpointMismatch("checkpoint", f"{label} does not match its registered sha256: registered "
+                                               f"{checkpoint.sha256}, found {actual}; a file was changed, truncated "
+                                               "or replaced after it was registered")
+    return checkpoint.path
 
 
 def checkpoint_activate(*, checkpoint: Checkpoint) -> Checkpoint:

@@ -5,6 +5,7 @@ from typing import Callable
 from django.db import transaction
 
 from feedback.models import Checkpoint, Comparison, Project, Prompt, Sample, TrainingRound
+from feedback.services.checkpoints import checkpoint_verify
 from training.config import ConfigError, GenerationConfig, config_from_dict
 from training.progress import NO_HOOKS, Hooks
 
@@ -82,6 +83,8 @@ def comparisons_generate(
             if finalize is not None:
                 finalize([])
         return []
+    for checkpoint in (checkpoint_a, checkpoint_b):
+        checkpoint_verify(checkpoint)
     messages = [p.messages for p in prompts]
     total = 2 * len(prompts)
     loaded = load_policy(checkpoint_a.path)
@@ -127,6 +130,7 @@ def comparisons_all_pairs(
 
     if not prompts:
         return []
+    checkpoint_verify(checkpoint)
     k = samples_per_prompt
     # each prompt repeated k times, so one generate pass yields every prompt's k samples
     repeated = [prompt.messages for prompt in prompts for _ in range(k)]

@@ -13,6 +13,7 @@ from django.db import transaction
 from feedback.models import Checkpoint, Job, Project, Prompt
 from feedback.selectors.checkpoints import active_policy
 from feedback.selectors.comparisons import latest_batch
+from feedback.services.checkpoints import checkpoint_verify
 from feedback.services.errors import FieldError, int_in_range
 from feedback.services.exports import export_options, export_lines_for, jsonl_chunks
 from feedback.services.generation import comparisons_all_pairs, generation_config, prompts_for_batch
@@ -114,7 +115,7 @@ def generate_now(checkpoint: Checkpoint, params: dict, hooks: Hooks = Hooks()) -
 
     config = GenerationConfig(max_new_tokens=params["max_new_tokens"], temperature=params["temperature"],
                               seed=params["seed"])
-    samples = generate_responses(checkpoint.path, params["prompts"], config, hooks)
+    samples = generate_responses(checkpoint_verify(checkpoint), params["prompts"], config, hooks)
     return [{"prompt": p, "text": s.text, "token_count": s.token_count, "finished": s.finished}
             for p, s in zip(params["prompts"], samples)]
 

@@ -13,6 +13,7 @@ from django.core import signing
 from django.db import transaction
 
 from feedback.models import Checkpoint, Comparison, Project, Prompt, Sample, TrainingRound
+from feedback.services.checkpoints import checkpoint_verify
 from feedback.services.errors import FieldError
 from feedback.services.generation import comparison_store
 from feedback.services.serving import loaded_models
@@ -46,7 +47,7 @@ def playground_stream(*, project: Project, checkpoint_a: Checkpoint, checkpoint_
 
     def work(side: str, checkpoint: Checkpoint, seed: int | None) -> None:
         try:
-            model, tokenizer = models.get(checkpoint.path)
+            model, tokenizer = models.get(checkpoint_verify(checkpoint))
             for chunk in stream_response(model, tokenizer, messages, max_new_tokens=params["max_new_tokens"],
                                          temperature=params["temperature"], top_p=params["top_p"], seed=seed,
                                          should_stop=stop.is_set):

@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import asdict
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -19,7 +20,7 @@ from django.utils import timezone
 from feedback.models import Checkpoint, Project, TrainingRound
 from feedback.selectors.checkpoints import active_policy, latest_reward_model, reference_policy
 from feedback.services import exports
-from feedback.services.checkpoints import checkpoint_activate, checkpoint_register
+from feedback.services.checkpoints import checkpoint_activate, checkpoint_register, checkpoint_verify
 from feedback.services.errors import FieldError, int_in_range
 from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
 from feedback.services.model_paths import checkpoint_dir, reward_base_path
@@ -164,6 +165,9 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
     reference = reference_policy(project)
     if parent is None or reference is None:
         raise RoundError("project", "has no active policy checkpoint")
+    # the files this worker is about to train from must be the ones that were registered
+    for used in (parent, reference):
+        checkpoint_verify(used)
     from training.device import describe as device_describe
 
     # which hardware ran the round (host:pid is in claimed_by): device, dtype and GPU name
@@ -182,15 +186,13 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
     hooks.check()
 
     next_stage(TrainingRound.Status.REWARD)
-    from training.reward import train_reward_model
-
     previous_reward = latest_reward_model(project)
-    reward_init = previous_reward.path if previous_reward else str(reward_base_path(project))
+    reward_init = checkpoint_verify(previous_reward) if previous_reward else str(reward_base_path(project))
     reward_path = checkpoint_dir(project, f"round-{training_round.number:03d}-reward")
-    reward_result = train_reward_model(
-        records, reward_init, reward_path, config_from_dict(RewardConfig, config["reward"]), hooks,
-        manifest={"round": training_round.number, "snapshot": snapshot},
-    )
+    reward_result = _train_stage("reward", {
+        "records": records, "base_path": str(reward_init), "out_dir": str(reward_path),
+        "config": config["reward"], "manifest": {"round": training_round.number, "snapshot": snapshot},
+    }, hooks)
     reward_ckpt = checkpoint_register(
         project=project, kind=Checkpoint.Kind.REWARD, path=reward_path, name=f"reward r{training_round.number}",
         parent=previous_reward, produced_by=training_round, metrics=reward_result["summary"],
@@ -199,14 +201,12 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
     TrainingRound.objects.filter(pk=round_id).update(reward_checkpoint=reward_ckpt, metrics=metrics)
 
     next_stage(TrainingRound.Status.PPO)
-    from training.ppo import train_ppo
-
     policy_path = checkpoint_dir(project, f"round-{training_round.number:03d}-policy")
-    ppo_result = train_ppo(
-        parent.path, reference.path, reward_ckpt.path, exports.train_prompts(project), policy_path,
-        config_from_dict(PPOConfig, config["ppo"]), hooks,
-        manifest={"round": training_round.number, "parent_sha256": parent.sha256},
-    )
+    ppo_result = _train_stage("ppo", {
+        "policy_path": parent.path, "reference_path": reference.path, "reward_path": reward_ckpt.path,
+        "prompts": exports.train_prompts(project), "out_dir": str(policy_path), "config": config["ppo"],
+        "manifest": {"round": training_round.number, "parent_sha256": parent.sha256},
+    }, hooks)
     metrics["ppo_summary"] = ppo_result["summary"]
     hooks.check()
     # Registered, not active: the policy goes live only in the transaction that ends the round.
@@ -260,6 +260,15 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
         finalize=complete,
     )
     return None  # complete() ended the round
+
+
+def _train_stage(stage: str, spec: dict, hooks) -> dict:
+    """The reward or PPO stage: in this worker, or data-parallel in RLHF_TRAIN_PROCESSES processes
+    (training/launch.py starts torchrun, relays rank 0's progress and ends the ranks on cancel)."""
+    from training.launch import run_stage
+
+    return run_stage(stage, spec, hooks, processes=settings.RLHF_TRAIN_PROCESSES,
+                     launcher_args=settings.RLHF_TORCHRUN_ARGS)
 
 
 def round_review(*, training_round: TrainingRound, decision: str, user: AbstractUser | None = None,

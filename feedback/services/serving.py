@@ -16,6 +16,7 @@ import uuid
 from django.conf import settings
 
 from feedback.models import Checkpoint
+from feedback.services.checkpoints import checkpoint_verify
 from feedback.services.errors import FieldError, int_in_range
 from training.model_cache import ModelCache
 
@@ -151,6 +152,7 @@ def _envelope(checkpoint: Checkpoint, params: dict, object_type: str) -> dict:
 
 def chat_completion(*, checkpoint: Checkpoint, params: dict) -> dict:
     """A whole chat completion (OpenAI's `chat.completion` object) from `checkpoint`."""
+    checkpoint_verify(checkpoint)
     prompt_tokens = _prompt_tokens(checkpoint.path, params["messages"])
     finals = {}
     for chunk in batcher().submit(checkpoint.path, _requests(params)):
@@ -177,6 +179,7 @@ def chat_completion_stream(*, checkpoint: Checkpoint, params: dict):
     """
     head = _envelope(checkpoint, params, "chat.completion.chunk")
     try:
+        checkpoint_verify(checkpoint)
         prompt_tokens = _prompt_tokens(checkpoint.path, params["messages"])
         for i in range(params["n"]):
             yield _sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
