@@ -30,6 +30,16 @@ class ProjectForm(forms.Form):
         required=False, label="Reveal models after each vote",
         help_text="After a vote (never before), show the annotator which model wrote which side, as Chatbot Arena does.",
     )
+    eval_parent_share = forms.FloatField(
+        required=False, min_value=0, max_value=1, initial=0.25, label="Held-out share: new vs parent",
+        help_text="Fraction (0 to 1) of each batch after round 0 that pairs the new policy with its parent "
+                  "on held-out prompts, to measure it.",
+    )
+    eval_round0_share = forms.FloatField(
+        required=False, min_value=0, max_value=1, initial=0.25, label="Held-out share: new vs round 0",
+        help_text="Fraction (0 to 1) that pairs the new policy with round 0 on held-out prompts. Both shares "
+                  "together at most 1; the rest is train prompts, new vs parent.",
+    )
     policy_base_model = forms.CharField(
         required=False, max_length=500, label="Base policy",
         help_text="Empty: the bundled SmolLM2-135M-Instruct. Or an absolute path on the server: a folder with "
@@ -53,6 +63,7 @@ class ProjectForm(forms.Form):
         settings = {**{f: getattr(GenerationConfig, f) for f in GENERATION_FIELDS}, **(project.generation_settings or {})}
         initial = {"name": project.name, "guidelines": project.guidelines,
                    "votes_per_comparison": project.votes_per_comparison, "reveal_models": project.reveal_models,
+                   "eval_parent_share": project.eval_parent_share, "eval_round0_share": project.eval_round0_share,
                    "policy_base_model": project.policy_base_model, "reward_base_model": project.reward_base_model,
                    **{f: settings.get(f) for f in GENERATION_FIELDS}}
         return cls(initial=initial, **kwargs)
@@ -62,6 +73,8 @@ class ProjectForm(forms.Form):
         d = self.cleaned_data
         data = {k: d[k] for k in ("name", "guidelines", "votes_per_comparison", "reveal_models", "policy_base_model",
                                   "reward_base_model")}
+        # left empty: the project keeps its shares (a new one gets the defaults)
+        data.update({k: d[k] for k in ("eval_parent_share", "eval_round0_share") if d.get(k) is not None})
         data["generation_settings"] = {f: d[f] for f in GENERATION_FIELDS}
         return data
 

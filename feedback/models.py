@@ -47,6 +47,14 @@ class Project(models.Model):
     exclude_flagged = models.BooleanField(
         default=False, help_text="Leave flagged annotators' votes out of training snapshots, exports and the leaderboard."
     )
+    eval_parent_share = models.FloatField(
+        default=0.25, help_text="Share of each batch after round 0 that pairs the new policy with its parent "
+                                "on held-out prompts (0 to 1; with eval_round0_share at most 1).",
+    )
+    eval_round0_share = models.FloatField(
+        default=0.25, help_text="Share of each batch after round 0 that pairs the new policy with round 0 "
+                                "on held-out prompts (skipped when the parent is round 0).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -17,14 +17,16 @@ class ProjectSerializer(serializers.ModelSerializer):
     guard_settings = serializers.DictField(required=False)
     votes_per_comparison = serializers.IntegerField(required=False, min_value=1, max_value=100)
     reveal_models = serializers.BooleanField(required=False)
+    eval_parent_share = serializers.FloatField(required=False, min_value=0, max_value=1)
+    eval_round0_share = serializers.FloatField(required=False, min_value=0, max_value=1)
     setup_job = serializers.SerializerMethodField()
     ready = serializers.SerializerMethodField()
 
     class Meta:
         model = Project
         fields = ["id", "name", "guidelines", "policy_base_model", "reward_base_model", "generation_settings",
-                  "guard_settings",
-                  "votes_per_comparison", "reveal_models", "archived_at", "created_at", "setup_job", "ready"]
+                  "guard_settings", "votes_per_comparison", "reveal_models", "eval_parent_share", "eval_round0_share",
+                  "archived_at", "created_at", "setup_job", "ready"]
         read_only_fields = ["id", "archived_at", "created_at"]
 
     def get_setup_job(self, project) -> int | None:

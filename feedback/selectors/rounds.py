@@ -29,11 +29,17 @@ def _with_interval(counts: dict) -> dict:
 
 
 def round_win_rate(training_round: TrainingRound) -> dict:
-    """How often annotators preferred the round's new policy (sample A) over its parent (sample B).
+    """How often annotators preferred the round's new policy over its parent, on the round's batch.
 
-    Ties count half; both-bad votes are reported but left out of the rate; `low` / `high`
-    bound it with a Wilson 95% interval.
+    The batch pairs them on train prompts and on held-out prompts (the project's
+    `eval_parent_share`); its new-vs-round-0 part is round_win_rate_vs_round0's. Ties count
+    half; both-bad votes are reported but left out of the rate; `low` / `high` bound it with
+    a Wilson 95% interval.
     """
+    new, parent = training_round.policy_checkpoint, training_round.parent_policy
+    if new is not None and parent is not None:
+        return checkpoint_win_rate(new, parent, Q(comparison__round=training_round))
+    # a round without a recorded parent (older rows): its batch had the new policy as sample A
     counts = Vote.objects.filter(comparison__round=training_round).exclude(
         comparison__status=Comparison.Status.RETIRED).aggregate(
         new=Count("id", filter=Q(choice=Comparison.Choice.A)),
@@ -44,9 +50,12 @@ def round_win_rate(training_round: TrainingRound) -> dict:
     return _with_interval(counts)
 
 
-def checkpoint_win_rate(new: Checkpoint, old: Checkpoint) -> dict:
-    """Votes on any comparison of `new` against `old` (either side), as round_win_rate counts them."""
+def checkpoint_win_rate(new: Checkpoint, old: Checkpoint, where: Q | None = None) -> dict:
+    """Votes on any comparison of `new` against `old` (either side; `where` narrows the votes),
+    as round_win_rate counts them."""
     votes = Vote.objects.exclude(comparison__status=Comparison.Status.RETIRED)
+    if where is not None:
+        votes = votes.filter(where)
     forward = Q(comparison__sample_a__checkpoint=new, comparison__sample_b__checkpoint=old)
     backward = Q(comparison__sample_a__checkpoint=old, comparison__sample_b__checkpoint=new)
     counts = votes.filter(forward | backward).aggregate(

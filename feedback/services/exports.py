@@ -58,15 +58,19 @@ def records_mark_new(project: Project, records: list[dict]) -> int | None:
     return after
 
 
-def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None) -> tuple[list[dict], dict]:
+def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None,
+                        exclude_flagged: bool | None = None) -> tuple[list[dict], dict]:
     """Preference pairs from the project's votes, and a description of the snapshot.
 
     Returns (records, snapshot): records are {prompt, chosen, rejected, margin,
     agreement, comparison_id}; snapshot names the votes used (count, max id, sha256 of
-    their ids) so a round can say exactly what it trained on.
+    their ids) so a round can say exactly what it trained on. Votes on held-out prompts
+    count as any other (the human evaluation part of a batch trains the reward model too;
+    PPO's rollouts use train prompts only). `exclude_flagged` overrides the project's
+    setting (bench/annotator_quality.py compares both).
     """
     votes = Vote.objects.filter(comparison__project=project).exclude(comparison__status=Comparison.Status.RETIRED)
-    excluded = _excluded_annotators(project)
+    excluded = _excluded_annotators(project, exclude_flagged)
     if excluded:
         votes = votes.exclude(annotator_id__in=excluded)
     if up_to_vote_id is not None:
@@ -120,11 +124,13 @@ def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None) -
     return records, snapshot
 
 
-def _excluded_annotators(project: Project) -> set[int]:
+def _excluded_annotators(project: Project, exclude_flagged: bool | None = None) -> set[int]:
     """Annotators whose votes count nowhere: gold-flagged ones, when the project excludes them."""
-    from feedback.selectors.quality import excluded_annotator_ids
+    from feedback.selectors.quality import excluded_annotator_ids, flagged_by_gold
 
-    return excluded_annotator_ids(project)
+    if exclude_flagged is None:
+        return excluded_annotator_ids(project)
+    return flagged_by_gold(project) if exclude_flagged else set()
 
 
 def train_prompts(project: Project) -> list:

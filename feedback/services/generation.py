@@ -1,4 +1,5 @@
 """Sampling responses from checkpoints and turning them into comparisons."""
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Callable
 
@@ -55,6 +56,39 @@ def comparison_store(*, project: Project, prompt: Prompt, sample_a: Sample, samp
                                      batch=batch, round=training_round, votes_needed=project.votes_per_comparison)
 
 
+@dataclass(frozen=True)
+class BatchPart:
+    """Prompts whose responses from `checkpoint_a` (sample A) and `checkpoint_b` become comparisons."""
+
+    prompts: list[Prompt]
+    checkpoint_a: Checkpoint
+    checkpoint_b: Checkpoint
+
+
+def round_batch_parts(*, project: Project, count: int, new: Checkpoint, parent: Checkpoint,
+                      reference: Checkpoint | None) -> list[BatchPart]:
+    """The batch a round leaves for annotators: `count` comparisons, of which the project's
+    `eval_parent_share` pair `new` with `parent` and `eval_round0_share` pair it with round 0,
+    both on held-out prompts; the rest pair it with `parent` on train prompts.
+
+    Round 0's share joins the held-out vs parent part when the parent is round 0 (then
+    they are the same pair). A project with too few held-out prompts gets a smaller batch.
+    """
+    held_out_parent = round(count * project.eval_parent_share)
+    held_out_round0 = round(count * project.eval_round0_share)
+    if reference is None or reference.pk == parent.pk:
+        held_out_parent, held_out_round0 = held_out_parent + held_out_round0, 0
+    held_out_parent = min(held_out_parent, count)
+    held_out_round0 = min(held_out_round0, count - held_out_parent)
+    train = count - held_out_parent - held_out_round0
+    parts = [BatchPart(prompts_for_batch(project, train), new, parent)] if train else []
+    if held_out_parent:
+        parts.append(BatchPart(prompts_for_batch(project, held_out_parent, split=Prompt.Split.HELD_OUT), new, parent))
+    if held_out_round0:
+        parts.append(BatchPart(prompts_for_batch(project, held_out_round0, split=Prompt.Split.HELD_OUT), new, reference))
+    return parts
+
+
 def comparisons_generate(
     *,
     project: Project,
@@ -69,8 +103,29 @@ def comparisons_generate(
 ) -> list[Comparison]:
     """Sample one response per prompt from each checkpoint and pair them as comparisons.
 
-    With the same checkpoint on both sides, it is sampled twice (the first batch). All
-    rows are written in one transaction at the end: a cancelled or failed job leaves no
+    With the same checkpoint on both sides, it is sampled twice (the first batch). See
+    `comparisons_generate_parts` for the transaction and `finalize`.
+    """
+    return comparisons_generate_parts(
+        project=project, parts=[BatchPart(prompts, checkpoint_a, checkpoint_b)], batch=batch,
+        training_round=training_round, config=config, hooks=hooks, finalize=finalize,
+    )
+
+
+def comparisons_generate_parts(
+    *,
+    project: Project,
+    parts: list[BatchPart],
+    batch: int,
+    training_round: TrainingRound | None = None,
+    config: GenerationConfig | None = None,
+    hooks: Hooks = NO_HOOKS,
+    finalize: Callable[[list[Comparison]], None] | None = None,
+) -> list[Comparison]:
+    """One batch made of several parts (e.g. train prompts new vs parent, held-out prompts new
+    vs round 0): each checkpoint is loaded once and answers every prompt it has a side in.
+
+    All rows are written in one transaction at the end: a cancelled or failed job leaves no
     half batch behind. `finalize(comparisons)` runs inside that transaction (a round marks
     itself done there); if it raises, no row is kept.
     """
@@ -78,32 +133,40 @@ def comparisons_generate(
     from training.models import load_policy
 
     config = config or generation_config(project)
-    if not prompts:
-        with transaction.atomic():
-            if finalize is not None:
-                finalize([])
-        return []
-    for checkpoint in (checkpoint_a, checkpoint_b):
+    parts = [part for part in parts if part.prompts]
+    # per checkpoint, the (part, side) slots it answers, in order; a part with the same
+    # checkpoint on both sides asks it twice, so its two samples are drawn independently
+    slots: dict[int, list[tuple[int, str]]] = {}
+    checkpoints: dict[int, Checkpoint] = {}
+    for i, part in enumerate(parts):
+        for side, checkpoint in (("a", part.checkpoint_a), ("b", part.checkpoint_b)):
+            slots.setdefault(checkpoint.pk, []).append((i, side))
+            checkpoints[checkpoint.pk] = checkpoint
+    for checkpoint in checkpoints.values():
         checkpoint_verify(checkpoint)
-    messages = [p.messages for p in prompts]
-    total = 2 * len(prompts)
-    loaded = load_policy(checkpoint_a.path)
-    responses_a = generate_responses(checkpoint_a.path, messages, config, _offset(hooks, 0, total), model_and_tokenizer=loaded)
-    if checkpoint_b.pk != checkpoint_a.pk:
-        loaded = load_policy(checkpoint_b.path)
-    responses_b = generate_responses(
-        checkpoint_b.path, messages, config, _offset(hooks, len(prompts), total), model_and_tokenizer=loaded
-    )
+    total = 2 * sum(len(part.prompts) for part in parts)
+    responses: dict[tuple[int, str], list] = {}
+    done = 0
+    for pk, wanted in slots.items():
+        checkpoint = checkpoints[pk]
+        messages = [p.messages for i, _ in wanted for p in parts[i].prompts]
+        generated = generate_responses(checkpoint.path, messages, config, _offset(hooks, done, total),
+                                       model_and_tokenizer=load_policy(checkpoint.path))
+        done += len(messages)
+        for i, side in wanted:
+            n = len(parts[i].prompts)
+            responses[(i, side)], generated = generated[:n], generated[n:]
     hooks.check()
     params = sample_params(config)
     created = []
     with transaction.atomic():
-        for prompt, ra, rb in zip(prompts, responses_a, responses_b):
-            created.append(comparison_store(
-                project=project, prompt=prompt, batch=batch, training_round=training_round,
-                sample_a=sample_store(prompt=prompt, checkpoint=checkpoint_a, response=ra, params=params),
-                sample_b=sample_store(prompt=prompt, checkpoint=checkpoint_b, response=rb, params=params),
-            ))
+        for i, part in enumerate(parts):
+            for prompt, ra, rb in zip(part.prompts, responses[(i, "a")], responses[(i, "b")]):
+                created.append(comparison_store(
+                    project=project, prompt=prompt, batch=batch, training_round=training_round,
+                    sample_a=sample_store(prompt=prompt, checkpoint=part.checkpoint_a, response=ra, params=params),
+                    sample_b=sample_store(prompt=prompt, checkpoint=part.checkpoint_b, response=rb, params=params),
+                ))
         if finalize is not None:
             finalize(created)
     return created

@@ -309,6 +309,36 @@ def project_fields_clean(data: dict, *, project: Project | None = None) -> dict:
         except ConfigError as exc:
             raise ProjectError(f"guard_settings.{exc.field}", exc.reason) from None
         cleaned["guard_settings"] = guards
+    cleaned.update(_eval_shares_clean(data, project))
+    return cleaned
+
+
+EVAL_SHARE_FIELDS = ("eval_parent_share", "eval_round0_share")
+
+
+def _eval_shares_clean(data: dict, project: Project | None) -> dict:
+    """The held-out evaluation shares of a batch: each a fraction 0..1, together at most 1
+    (what is left of the batch is train prompts, new policy vs its parent)."""
+    cleaned = {}
+    for field in EVAL_SHARE_FIELDS:
+        if field not in data:
+            continue
+        value = data[field]
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ProjectError(field, "must be a number between 0 and 1") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ProjectError(field, "must be a number between 0 and 1")
+        cleaned[field] = float(value)
+    if cleaned:
+        current = project or Project()
+        shares = {f: cleaned.get(f, getattr(current, f)) for f in EVAL_SHARE_FIELDS}
+        if sum(shares.values()) > 1.0 + 1e-9:
+            field = next(f for f in reversed(EVAL_SHARE_FIELDS) if f in cleaned)
+            raise ProjectError(field, f"eval_parent_share + eval_round0_share must be at most 1, not "
+                                      f"{shares['eval_parent_share']:g} + {shares['eval_round0_share']:g}")
     return cleaned
 
 

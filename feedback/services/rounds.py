@@ -22,7 +22,7 @@ from feedback.selectors.checkpoints import active_policy, latest_reward_model, r
 from feedback.services import exports
 from feedback.services.checkpoints import checkpoint_activate, checkpoint_register, checkpoint_verify
 from feedback.services.errors import FieldError, int_in_range
-from feedback.services.generation import comparisons_generate, generation_config, prompts_for_batch
+from feedback.services.generation import comparisons_generate_parts, generation_config, round_batch_parts
 from feedback.services.model_paths import checkpoint_dir, reward_base_path
 from feedback.services.guards import guards_hold_back, round_guards_evaluate
 from feedback.services.runs import (
@@ -252,10 +252,15 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
         if not run_finish(training_round, TrainingRound.Status.DONE, metrics=metrics, timings=timings):
             raise RunLost(f"round {round_id} is no longer this worker's")
 
-    comparisons_generate(
-        project=project,
-        prompts=prompts_for_batch(project, config["next_batch_prompts"]),
-        checkpoint_a=policy_ckpt, checkpoint_b=parent, batch=training_round.number,
+    # the next batch also measures this policy: against its parent and against round 0 on
+    # held-out prompts (the project's eval shares); all of it stored as the policy goes live
+    parts = round_batch_parts(project=project, count=config["next_batch_prompts"], new=policy_ckpt,
+                              parent=parent, reference=reference)
+    metrics["next_batch_parts"] = [
+        {"split": part.prompts[0].split, "a": part.checkpoint_a.name, "b": part.checkpoint_b.name,
+         "comparisons": len(part.prompts)} for part in parts if part.prompts]
+    comparisons_generate_parts(
+        project=project, parts=parts, batch=training_round.number,
         training_round=training_round, config=generation, hooks=hooks,
         finalize=complete,
     )

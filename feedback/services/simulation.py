@@ -7,6 +7,7 @@ often the oracle prefers the current policy's response over the round-0 policy's
 """
 import random
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,9 +36,13 @@ class Oracle:
     noise: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
 
-    def choose(self, text_a: str, text_b: str) -> str:
+    def truth(self, text_a: str, text_b: str) -> str:
+        """The rule's own answer, without label noise: a, b or tie."""
         sa, sb = self.score(text_a), self.score(text_b)
-        choice = "tie" if sa == sb else ("a" if sa > sb else "b")
+        return "tie" if sa == sb else ("a" if sa > sb else "b")
+
+    def choose(self, text_a: str, text_b: str) -> str:
+        choice = self.truth(text_a, text_b)
         if choice != "tie" and self.rng.random() < self.noise:
             choice = "b" if choice == "a" else "a"  # label noise flips the preference
         return choice
@@ -235,3 +240,234 @@ def describe_guards(summary: dict) -> str:
 def reference_and_active(project: Project) -> tuple[Checkpoint, Checkpoint]:
     return reference_policy(project), active_policy(project)
 
+
+
+# --- a crowd of simulated annotators of different quality ------------------------------
+
+ANNOTATOR_KINDS = {
+    "accurate": "votes as the rule says",
+    "noisy": "votes as the rule says, flipped with probability 0.3",
+    "left": "always picks the response shown on the left",
+    "random": "picks A or B at random",
+}
+NOISY_FLIP = 0.3
+
+
+@dataclass
+class SimulatedAnnotator:
+    """One scripted person: a user account of its own and a way of voting."""
+
+    user: object
+    kind: str
+    rng: random.Random
+
+    def choose(self, oracle: Oracle, assignment) -> str:
+        """A, B or tie for the comparison behind `assignment`, as this kind of annotator answers."""
+        if self.kind == "left":
+            return "a" if assignment.left_is_a else "b"  # the side on screen, whichever sample it is
+        if self.kind == "random":
+            return self.rng.choice(("a", "b"))
+        c = assignment.comparison
+        choice = oracle.truth(c.sample_a.text, c.sample_b.text)
+        if self.kind == "noisy" and choice != "tie" and self.rng.random() < NOISY_FLIP:
+            choice = "b" if choice == "a" else "a"
+        return choice
+
+
+def crowd_parse(spec: str) -> list[tuple[str, int]]:
+    """`accurate:2,noisy:1,left:1,random:1` as [(kind, count), ...]; a RuleError names what is wrong."""
+    kinds = ", ".join(ANNOTATOR_KINDS)
+    crowd = []
+    for part in (p.strip() for p in (spec or "").split(",")):
+        if not part:
+            continue
+        kind, _, count = part.partition(":")
+        if kind not in ANNOTATOR_KINDS:
+            raise RuleError(f"annotators: unknown kind {kind!r}; use {kinds}, e.g. accurate:2,noisy:1,left:1,random:1")
+        count = count or "1"
+        if not count.isdigit() or int(count) < 1:
+            raise RuleError(f"annotators: the number of {kind} annotators must be a whole number of at least 1, "
+                            f"not {count!r}")
+        crowd.append((kind, int(count)))
+    if not crowd:
+        raise RuleError(f"annotators: name at least one, e.g. accurate:2,noisy:1 (kinds: {kinds})")
+    return crowd
+
+
+def crowd_create(project: Project, spec: str, seed: int = 0) -> list[SimulatedAnnotator]:
+    """One user per annotator (`sim-noisy-1`, ...), a member of `project`, voting through the queue."""
+    from feedback.services.projects import membership_add
+
+    crowd = []
+    for kind, count in crowd_parse(spec):
+        for i in range(1, count + 1):
+            user = simulated_annotator(f"sim-{kind}-{i}")
+            membership_add(project=project, user=user)
+            crowd.append(SimulatedAnnotator(user, kind, random.Random(f"{seed}:{kind}:{i}")))
+    return crowd
+
+
+def crowd_vote(project: Project, oracle: Oracle, crowd: list[SimulatedAnnotator], votes: int) -> dict:
+    """Up to `votes` votes in all, the annotators taking turns, each through assignment_next and
+    vote_submit as a person's browser would; returns {username: votes cast}."""
+    counts = {a.user.username: 0 for a in crowd}
+    waiting = list(crowd)
+    cast = 0
+    while cast < votes and waiting:
+        for annotator in list(waiting):
+            if cast >= votes:
+                break
+            assignment = assignment_next(annotator=annotator.user, project=project)
+            if assignment is None:
+                waiting.remove(annotator)  # nothing left that this annotator has not seen
+                continue
+            choice = annotator.choose(oracle, assignment)
+            vote_submit(annotator=annotator.user, assignment_id=assignment.pk, choice=choice,
+                        strength=2 if choice != "tie" else None,
+                        time_spent_ms=annotator.rng.randint(4_000, 30_000))
+            counts[annotator.user.username] += 1
+            cast += 1
+    return counts
+
+
+def gold_from_oracle(project: Project, oracle: Oracle, count: int) -> int:
+    """Give up to `count` open, unvoted comparisons the oracle's answer as their gold answer
+    (only where the rule prefers one side: a tie would be a question without a right answer).
+    Returns how many comparisons are gold now."""
+    have = Comparison.objects.filter(project=project).exclude(gold_choice="").count()
+    candidates = (Comparison.objects.filter(project=project, status=Comparison.Status.OPEN, gold_choice="",
+                                            votes__isnull=True)
+                  .select_related("sample_a", "sample_b").order_by("id"))
+    for comparison in candidates.iterator(chunk_size=200):
+        if have >= count:
+            break
+        answer = oracle.truth(comparison.sample_a.text, comparison.sample_b.text)
+        if answer != "tie":
+            Comparison.objects.filter(pk=comparison.pk).update(gold_choice=answer)
+            have += 1
+    return have
+
+
+def oracle_eval_pairs(project: Project, oracle: Oracle, share: float, seed: int = 0) -> list[dict]:
+    """A seeded `share` of the voted, non-gold comparisons, labelled by the oracle (ties left out):
+    the held-out pairs on which reward models trained on different votes are compared."""
+    if not 0.0 < share < 1.0:
+        raise RuleError("eval_share: must be between 0 and 1 (exclusive)")
+    ids = sorted(set(Comparison.objects.filter(project=project, votes__isnull=False, gold_choice="")
+                     .exclude(status=Comparison.Status.RETIRED).values_list("id", flat=True)))
+    chosen_ids = sorted(random.Random(seed).sample(ids, round(len(ids) * share)))
+    records = []
+    for c in Comparison.objects.filter(pk__in=chosen_ids).select_related("prompt", "sample_a", "sample_b").order_by("id"):
+        answer = oracle.truth(c.sample_a.text, c.sample_b.text)
+        if answer == "tie":
+            continue
+        chosen, rejected = (c.sample_a, c.sample_b) if answer == "a" else (c.sample_b, c.sample_a)
+        records.append({"comparison_id": c.pk, "prompt": c.prompt.messages, "chosen": chosen.text,
+                        "rejected": rejected.text})
+    return records
+
+
+def reward_accuracy_by_exclusion(project: Project, oracle: Oracle, *, reward: dict | None = None,
+                                 eval_share: float = 0.2, seed: int = 0, hooks: Hooks = NO_HOOKS) -> dict:
+    """Train the reward model twice on the project's votes as they stand, from the same base and
+    with the round's settings (`reward` overrides them): once on every annotator's votes, once
+    without the gold-flagged annotators'. Both are scored on the same held-out comparisons
+    against the oracle's labels; those comparisons are left out of both trainings.
+    """
+    import shutil
+    import tempfile
+
+    from feedback.services import exports
+    from feedback.services.model_paths import reward_base_path
+    from feedback.services.rounds import RoundError, round_config_resolve
+    from training.config import RewardConfig, config_from_dict
+    from training.models import load_reward_model
+    from training.reward import evaluate, train_reward_model
+
+    try:
+        config = config_from_dict(RewardConfig, round_config_resolve(project, {"reward": reward or {}})["reward"])
+    except RoundError as exc:
+        raise RuleError(f"{exc.field}: {exc.message}") from None
+    held_out = oracle_eval_pairs(project, oracle, eval_share, seed)
+    if not held_out:
+        raise RuleError("votes: no voted comparison where the rule prefers a side, nothing to evaluate on")
+    held_ids = {r["comparison_id"] for r in held_out}
+    base = reward_base_path(project)
+    folder = Path(tempfile.mkdtemp(prefix="annotator-quality-"))
+    result = {"eval_pairs": len(held_out), "reward_base": str(base)}
+    try:
+        for name, exclude in (("all", False), ("exclude_flagged", True)):
+            records, snapshot = exports.preference_snapshot(project, exclude_flagged=exclude)
+            records = [r for r in records if r["comparison_id"] not in held_ids]
+            if not records:
+                raise RuleError(f"votes: no preference pairs to train on ({name.replace('_', ' ')})")
+            trained = train_reward_model(records, base, folder / name, config, hooks)
+            model, tokenizer = load_reward_model(folder / name)
+            model.eval()
+            names = dict(get_user_model().objects.filter(pk__in=snapshot["excluded_annotators"])
+                         .values_list("pk", "username"))
+            result[name] = {
+                "excluded_annotators": [names.get(pk, pk) for pk in snapshot["excluded_annotators"]],
+                "votes": snapshot["votes"],
+                "train_pairs": len(records),
+                # how many training pairs the oracle agrees with: the labels' own quality
+                "label_accuracy": (sum(oracle.truth(r["chosen"], r["rejected"]) == "a" for r in records) / len(records)
+                                   if records else None),
+                "oracle_accuracy": evaluate(model, tokenizer, held_out, config.max_length)["eval_accuracy"],
+                "vote_eval_accuracy": trained["summary"].get("eval_accuracy"),
+            }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return result
+
+
+def describe_annotator(row: dict) -> str:
+    """One line from a row of selectors.quality.project_quality: the figures that flag, and the flags."""
+    gold = (f"gold {row['gold_correct']}/{row['gold_votes']}" if row["gold_votes"] else "no gold votes")
+    left = f"left picks {row['left_share']:.0%}" if row["left_share"] is not None else "no A/B votes"
+    agreement = f"agreement {row['loo_agreement']:.0%}" if row["loo_agreement"] is not None else "agreement n/a"
+    verdict = "FLAGGED: " + "; ".join(row["flags"]) if row["flagged"] else "not flagged"
+    return f"{row['username']}: {row['votes']} votes, {gold}, {left}, {agreement}; {verdict}"
+
+
+def annotator_quality_run(project: Project, *, rule: str, annotators: str, votes: int, gold: int, gold_rate: float,
+                          samples_per_prompt: int = 4, eval_share: float = 0.2, reward: dict | None = None,
+                          generation: dict | None = None, seed: int = 0, hooks: Hooks = NO_HOOKS,
+                          log: Callable[[str], None] = lambda line: None) -> dict:
+    """bench/annotator_quality.py: a mixed crowd votes `votes` times, the quality page judges each
+    annotator, and reward_accuracy_by_exclusion says what leaving the flagged ones out is worth."""
+    from feedback.selectors.quality import project_quality
+    from feedback.services.generation import generation_config
+    from feedback.services.gold import GoldError, project_quality_settings
+    from training.config import ConfigError
+
+    oracle = oracle_from_rule(rule, seed=seed)
+    if votes < 1:
+        raise RuleError("votes: must be at least 1")
+    if gold < 0:
+        raise RuleError("gold: must be 0 or more")
+    try:
+        config = generation_config(project, generation)
+    except ConfigError as exc:
+        raise RuleError(f"{exc.path('generation')}: {exc.reason}") from None
+    crowd = crowd_create(project, annotators, seed)
+    try:
+        project_quality_settings(project=project, data={"gold_rate": gold_rate})
+    except GoldError as exc:
+        raise RuleError(f"gold_rate: {exc.message}") from None
+    made = ensure_open_comparisons(project, votes, config, hooks, samples_per_prompt)
+    gold_now = gold_from_oracle(project, oracle, gold)
+    log(f"{made} comparisons generated, {gold_now} gold; {len(crowd)} annotators vote")
+    cast = crowd_vote(project, oracle, crowd, votes)
+    kinds = {a.user.username: a.kind for a in crowd}
+    rows = []
+    for row in project_quality(project)["annotators"]:
+        if row["username"] in kinds:
+            log(describe_annotator(row))
+            rows.append({"username": row["username"], "kind": kinds[row["username"]], **{
+                k: row[k] for k in ("votes", "gold_votes", "gold_correct", "gold_accuracy", "left_share", "left_p",
+                                    "loo_agreement", "flags", "flagged")}})
+    result = reward_accuracy_by_exclusion(project, oracle, reward=reward, eval_share=eval_share, seed=seed,
+                                          hooks=hooks)
+    return {"rule": rule, "annotators": annotators, "votes": cast, "gold": gold_now, "gold_rate": gold_rate,
+            "overlap": project.votes_per_comparison, "quality": rows, "reward": result}

@@ -164,7 +164,7 @@ def _round_with_votes(tiny_models, alice, *, next_batch_prompts=2, **guards):
 def test_round_failing_while_generating_leaves_the_parent_active_and_no_half_batch(tiny_models, alice, monkeypatch):
     project, r = _round_with_votes(tiny_models, alice, next_batch_prompts=4)
     parent = Checkpoint.objects.get(project=project, kind="policy", is_active=True)
-    real_generate = rounds_service.comparisons_generate
+    real_generate = rounds_service.comparisons_generate_parts
 
     def generate_then_break(**kwargs):
         finalize = kwargs.pop("finalize")
@@ -174,7 +174,7 @@ def test_round_failing_while_generating_leaves_the_parent_active_and_no_half_bat
             raise OSError("disk full while storing the batch")  # ...and must be rolled back with the rows
         return real_generate(**kwargs, finalize=broken)
 
-    monkeypatch.setattr(rounds_service, "comparisons_generate", generate_then_break)
+    monkeypatch.setattr(rounds_service, "comparisons_generate_parts", generate_then_break)
     done = round_execute(r.pk)
 
     assert done.status == "failed" and "disk full" in done.error and "OSError" in done.traceback
@@ -186,14 +186,14 @@ def test_round_failing_while_generating_leaves_the_parent_active_and_no_half_bat
 def test_a_round_reaped_while_its_worker_was_slow_does_not_activate_its_policy(tiny_models, alice, monkeypatch):
     project, r = _round_with_votes(tiny_models, alice)
     parent = Checkpoint.objects.get(project=project, kind="policy", is_active=True)
-    real_generate = rounds_service.comparisons_generate
+    real_generate = rounds_service.comparisons_generate_parts
 
     def reaped_meanwhile(**kwargs):
         # The worker looked dead (a long pause) and the reaper failed the round.
         TrainingRound.objects.filter(pk=r.pk).update(status="failed", error="worker lost during generating")
         return real_generate(**kwargs)
 
-    monkeypatch.setattr(rounds_service, "comparisons_generate", reaped_meanwhile)
+    monkeypatch.setattr(rounds_service, "comparisons_generate_parts", reaped_meanwhile)
     done = round_execute(r.pk)
 
     assert done.status == "failed" and done.error == "worker lost during generating"

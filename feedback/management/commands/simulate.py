@@ -1,6 +1,7 @@
 """Run N rounds of the real loop with a scripted annotator and report the oracle's win-rate.
 
     manage.py simulate --project "Demo assistant" --rule contains:please --rounds 3 --votes 100
+    manage.py simulate ... --annotators accurate:2,noisy:1,left:1,random:1 --gold 20 --gold-rate 0.2
 
 Each round: top up open comparisons from the active policy, let the oracle vote through
 the queue, run a training round in this process (the same service the worker runs),
@@ -8,6 +9,12 @@ then measure on held-out prompts how often the oracle prefers the active policy 
 and print the round's degeneration guards when it computed them. A round whose guards
 held its policy back (`needs_review`) does not stop the run: the next round trains the
 still-active parent again, as it would in the studio until someone reviews it.
+
+With --annotators the votes come from a crowd of annotators of different quality, one
+user each (sim-accurate-1, sim-left-1, ...): accurate (the rule's answer), noisy (flipped
+with probability 0.3), left (always the response shown on the left) and random. --gold
+gives that many open comparisons the rule's answer as gold and --gold-rate mixes them into
+every queue, so gold accuracy can flag the bad annotators (shown after each round's votes).
 """
 import json
 import time
@@ -18,8 +25,13 @@ from feedback.models import Project
 from feedback.services.rounds import RoundError, round_execute, round_launch
 from feedback.services.generation import generation_config
 from feedback.services.simulation import (
+    ANNOTATOR_KINDS,
     RULES,
     RuleError,
+    crowd_create,
+    crowd_vote,
+    describe_annotator,
+    gold_from_oracle,
     describe_guards,
     guard_summary,
     ensure_open_comparisons,
@@ -50,6 +62,10 @@ class Command(BaseCommand):
         parser.add_argument("--round-config", default="{}", help='JSON round config, e.g. {"ppo": {"steps": 10}}')
         parser.add_argument("--generation", default="{}", help='JSON generation overrides, e.g. {"max_new_tokens": 48}')
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--annotators", help="a crowd instead of one oracle, e.g. accurate:2,noisy:1,left:1,random:1 "
+                                                 f"(kinds: {', '.join(ANNOTATOR_KINDS)}); --votes is the crowd's total")
+        parser.add_argument("--gold", type=int, default=0, help="open comparisons to give the rule's answer as gold")
+        parser.add_argument("--gold-rate", type=float, help="set the project's gold rate (share of gold in each queue)")
 
     def handle(self, *args, **opts):
         try:
@@ -69,6 +85,21 @@ class Command(BaseCommand):
                 self.stdout.write(f"    {stage} {step}/{total}")
 
         hooks = Hooks(report=report)
+        crowd = None
+        if opts["annotators"]:
+            try:
+                crowd = crowd_create(project, opts["annotators"], opts["seed"])
+            except RuleError as exc:
+                raise CommandError(str(exc)) from None
+        if opts["gold"] < 0:
+            raise CommandError("--gold: must be 0 or more")
+        if opts["gold_rate"] is not None:
+            from feedback.services.gold import GoldError, project_quality_settings
+
+            try:
+                project_quality_settings(project=project, data={"gold_rate": opts["gold_rate"]})
+            except GoldError as exc:
+                raise CommandError(f"--gold-rate: {exc.message}") from None
         if opts["eval_samples"] < 1:
             raise CommandError("--eval-samples: must be at least 1")
         samples = opts["eval_samples"]
@@ -88,8 +119,15 @@ class Command(BaseCommand):
                 made = ensure_open_comparisons(project, opts["votes"], generation, hooks, opts["samples_per_prompt"])
             except RuleError as exc:
                 raise CommandError(str(exc)) from None
-            counts = oracle_vote(project, oracle, opts["votes"])
-            self.stdout.write(f"round {n}: generated {made} comparisons; oracle votes {counts}")
+            if opts["gold"]:
+                gold_from_oracle(project, oracle, opts["gold"])
+            if crowd is None:
+                counts = oracle_vote(project, oracle, opts["votes"])
+                self.stdout.write(f"round {n}: generated {made} comparisons; oracle votes {counts}")
+            else:
+                counts = crowd_vote(project, oracle, crowd, opts["votes"])
+                self.stdout.write(f"round {n}: generated {made} comparisons; votes per annotator {counts}")
+                self._quality(project)
             try:
                 training_round = round_launch(project=project, config=round_config)
             except RoundError as exc:
@@ -130,6 +168,14 @@ class Command(BaseCommand):
             with open(opts["report"], "w") as fh:
                 json.dump({"rule": opts["rule"], "noise": opts["noise"], "round_0": sanity, "rounds": rounds,
                            "round_config": round_config}, fh, indent=2)
+
+    def _quality(self, project) -> None:
+        """The quality page's verdict on each simulated annotator, one line each."""
+        from feedback.selectors.quality import project_quality
+
+        for row in project_quality(project)["annotators"]:
+            if row["username"].startswith("sim-"):
+                self.stdout.write(f"    {describe_annotator(row)}")
 
     @staticmethod
     def _describe(result: dict) -> str:
