@@ -54,7 +54,7 @@ def playground_stream(*, project: Project, checkpoint_a: Checkpoint | None, chec
     from training.generation import stream_response
 
     for c in (checkpoint_a, checkpoint_b):
-        if c is not None and c.project_id != project.pk or c.kind != Checkpoint.Kind.POLICY:
+        if c is not None and (c.project_id != project.pk or c.kind != Checkpoint.Kind.POLICY):
             raise FieldError("checkpoint", f"{c.pk} is not a policy of this project")
     events: queue.Queue = queue.Queue()
     stop = threading.Event()
