@@ -22,6 +22,8 @@ class ProjectAdmin(admin.ModelAdmin):
 
     list_display = ("name", "votes_per_comparison", "reveal_models", "archived_at", "created_at")
     search_fields = ("name",)
+    # the generation server's key is set on the studio's settings page or the API, never shown
+    exclude = ("generation_api_key",)
 
 
 @admin.register(ProjectMembership)

@@ -182,6 +182,9 @@ class CheckpointActionForm(forms.Form):
 PLAYGROUND_MAX_TOKENS = 256
 
 
+SERVER_CHOICE = 0  # checkpoint ids start at 1
+
+
 class PlaygroundForm(forms.Form):
     """One prompt, two policies and the sampling settings of the playground."""
 
@@ -203,6 +206,12 @@ class PlaygroundForm(forms.Form):
 
         policies = list(Checkpoint.objects.filter(project=project, kind=Checkpoint.Kind.POLICY).order_by("created_at", "id"))
         choices = [(c.pk, f"{c.name}{' (active)' if c.is_active else ''}") for c in policies]
+        self.checkpoints = {c.pk: c for c in policies}
+        backend = (project.generation_backend or {}) if project is not None else {}
+        if backend.get("kind") == "openai":
+            # the project's generation server is a side like any checkpoint (None: not one of ours)
+            choices.append((SERVER_CHOICE, f"server: {backend['model']}"))
+            self.checkpoints[SERVER_CHOICE] = None
         self.fields["checkpoint_a"].choices = choices
         self.fields["checkpoint_b"].choices = choices
         if policies:
@@ -211,7 +220,6 @@ class PlaygroundForm(forms.Form):
             self.fields["checkpoint_b"].initial = active.parent_id or policies[0].pk
         held_out = Prompt.objects.filter(project=project, split=Prompt.Split.HELD_OUT).order_by("id")[:500]
         self.fields["prompt_id"].choices = [("", "— type one above —")] + [(p.pk, p.text[:100]) for p in held_out]
-        self.checkpoints = {c.pk: c for c in policies}
         self.prompts = {p.pk: p for p in held_out}
 
     def clean(self):

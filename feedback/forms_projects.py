@@ -7,6 +7,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from feedback.models import Project, ProjectMembership, Prompt
+from feedback.services.generation_backend import DEFAULTS, LOCAL, OPENAI
 from feedback.services.projects import GUIDELINES_MAX_BYTES
 from training.config import GenerationConfig
 
@@ -14,6 +15,7 @@ UPLOAD_KINDS = [("prompts", "prompts"), ("comparisons", "pairs (prompt, response
 UPLOAD_TYPES = {".json": "application/json", ".jsonl": "application/x-ndjson", ".ndjson": "application/x-ndjson",
                 ".csv": "text/csv"}
 GENERATION_FIELDS = ("max_new_tokens", "temperature", "top_p", "batch_size")
+BACKEND_FIELDS = ("base_url", "model", "concurrency", "timeout_s", "max_retries")
 
 
 class ProjectForm(forms.Form):
@@ -57,6 +59,31 @@ class ProjectForm(forms.Form):
                              help_text="Nucleus sampling; 1 keeps the full distribution (what PPO assumes).")
     batch_size = forms.IntegerField(min_value=1, max_value=512, initial=GenerationConfig.batch_size,
                                     label="Generation batch size", help_text="Prompts per generate call.")
+    kind = forms.ChoiceField(
+        choices=[(LOCAL, "local (transformers, on the worker)"), (OPENAI, "an OpenAI-compatible server")],
+        initial=LOCAL, required=False, label="Generation backend",
+        help_text="Where batches and the playground sample. Training rounds always sample their new policy locally.",
+    )
+    base_url = forms.CharField(required=False, max_length=500, label="Server base URL",
+                               help_text="Up to /v1, e.g. http://gpu-box:8000/v1 (vLLM, TGI, llama.cpp, a hosted API).")
+    model = forms.CharField(required=False, max_length=200, label="Server model",
+                            help_text="The model name the server knows; stored with every sample it writes.")
+    generation_api_key = forms.CharField(
+        required=False, max_length=500, label="API key", strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    clear_api_key = forms.BooleanField(required=False, label="Remove the stored API key")
+    concurrency = forms.IntegerField(required=False, min_value=1, max_value=64, initial=DEFAULTS["concurrency"],
+                                     help_text="Requests in flight at once.")
+    timeout_s = forms.FloatField(required=False, min_value=1, max_value=3600, initial=DEFAULTS["timeout_s"], label="Timeout (s)",
+                                 help_text="Per request, the whole answer included.")
+    max_retries = forms.IntegerField(required=False, min_value=0, max_value=10, initial=DEFAULTS["max_retries"], label="Retries",
+                                     help_text="On HTTP 429, 5xx, timeouts and refused connections, with doubling waits.")
+
+    def __init__(self, *args, key_set: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["generation_api_key"].help_text = (
+            f"Currently {'set' if key_set else 'not set'}. Stored, never shown again; leave empty to keep it.")
 
     @classmethod
     def for_project(cls, project: Project, **kwargs) -> "ProjectForm":
@@ -66,7 +93,10 @@ class ProjectForm(forms.Form):
                    "eval_parent_share": project.eval_parent_share, "eval_round0_share": project.eval_round0_share,
                    "policy_base_model": project.policy_base_model, "reward_base_model": project.reward_base_model,
                    **{f: settings.get(f) for f in GENERATION_FIELDS}}
-        return cls(initial=initial, **kwargs)
+        backend = project.generation_backend or {}
+        initial["kind"] = backend.get("kind", LOCAL)
+        initial.update({f: backend.get(f, DEFAULTS.get(f, "")) for f in BACKEND_FIELDS})
+        return cls(initial=initial, key_set=bool(project.generation_api_key), **kwargs)
 
     def project_data(self) -> dict:
         """The cleaned form as the project service takes it."""
@@ -76,6 +106,12 @@ class ProjectForm(forms.Form):
         # left empty: the project keeps its shares (a new one gets the defaults)
         data.update({k: d[k] for k in ("eval_parent_share", "eval_round0_share") if d.get(k) is not None})
         data["generation_settings"] = {f: d[f] for f in GENERATION_FIELDS}
+        server = {f: d[f] for f in BACKEND_FIELDS if d[f] not in (None, "")}
+        data["generation_backend"] = {**DEFAULTS, **server, "kind": OPENAI} if d["kind"] == OPENAI else {}
+        if d["generation_api_key"]:
+            data["generation_api_key"] = d["generation_api_key"]
+        elif d["clear_api_key"]:
+            data["generation_api_key"] = ""
         return data
 
     def field_for(self, service_field: str) -> str | None:

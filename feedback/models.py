@@ -25,6 +25,13 @@ class Project(models.Model):
         help_text="Path of the reward model's base. Empty: the bundled all-MiniLM-L6-v2.",
     )
     generation_settings = models.JSONField(default=default_generation_settings, blank=True)
+    generation_backend = models.JSONField(
+        default=dict, blank=True,
+        help_text="Where batches and the playground sample: {} (local transformers) or an OpenAI-compatible "
+                  "server {kind: openai, base_url, model, concurrency, timeout_s, max_retries}.",
+    )
+    # A secret: never rendered, serialized, logged or copied into a job (services/generation_backend.py).
+    generation_api_key = models.CharField(max_length=500, blank=True, default="")
     guard_settings = models.JSONField(
         default=dict, blank=True,
         help_text="This project's degeneration-guard limits (training.config.GuardConfig); a round's own override them.",

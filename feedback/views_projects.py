@@ -95,7 +95,8 @@ def project_new(request):
 @staff_member_required
 def project_settings(request, project_id: int):
     project = _project(project_id)
-    form = ProjectForm(request.POST) if request.method == "POST" else ProjectForm.for_project(project)
+    form = (ProjectForm(request.POST, key_set=bool(project.generation_api_key)) if request.method == "POST"
+            else ProjectForm.for_project(project))
     preview = None
     if request.method == "POST" and form.is_valid():
         if "preview" in request.POST:

@@ -10,10 +10,17 @@ class ProjectSerializer(serializers.ModelSerializer):
     """A project and all its settings, as staff see it (input is checked by the project service).
 
     `setup_job` is the newest job preparing the round-0 policy; `ready` says whether the
-    project has an active policy to sample from.
+    project has an active policy to sample from. `generation_api_key` is write-only ("" clears
+    it); reads say only whether one is set (`generation_api_key_set`).
     """
 
     generation_settings = serializers.DictField(required=False)
+    generation_backend = serializers.DictField(
+        required=False, help_text="{} or {kind: local}; or {kind: openai, base_url (…/v1), model, concurrency, "
+                                  "timeout_s, max_retries} for an OpenAI-compatible server.")
+    generation_api_key = serializers.CharField(required=False, allow_blank=True, write_only=True,
+                                               help_text="The server's API key; never returned.")
+    generation_api_key_set = serializers.SerializerMethodField()
     guard_settings = serializers.DictField(required=False)
     votes_per_comparison = serializers.IntegerField(required=False, min_value=1, max_value=100)
     reveal_models = serializers.BooleanField(required=False)
@@ -25,12 +32,16 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["id", "name", "guidelines", "policy_base_model", "reward_base_model", "generation_settings",
-                  "guard_settings", "votes_per_comparison", "reveal_models", "eval_parent_share", "eval_round0_share",
+                  "generation_backend", "generation_api_key", "generation_api_key_set", "guard_settings",
+                  "votes_per_comparison", "reveal_models", "eval_parent_share", "eval_round0_share",
                   "archived_at", "created_at", "setup_job", "ready"]
         read_only_fields = ["id", "archived_at", "created_at"]
 
     def get_setup_job(self, project) -> int | None:
         return Job.objects.filter(project=project, kind=Job.Kind.SETUP).order_by("-id").values_list("id", flat=True).first()
+
+    def get_generation_api_key_set(self, project) -> bool:
+        return bool(project.generation_api_key)
 
     def get_ready(self, project) -> bool:
         return Checkpoint.objects.filter(project=project, kind=Checkpoint.Kind.POLICY, is_active=True).exists()

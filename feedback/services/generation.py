@@ -43,9 +43,11 @@ def sample_params(config: GenerationConfig) -> dict:
     return {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "top_p": config.top_p}
 
 
-def sample_store(*, prompt: Prompt, checkpoint: Checkpoint, response, params: dict) -> Sample:
-    """One generated response (`training.generation.GeneratedSample`) as a row."""
-    return Sample.objects.create(prompt=prompt, checkpoint=checkpoint, text=response.text,
+def sample_store(*, prompt: Prompt, checkpoint: Checkpoint | None, response, params: dict,
+                 model_name: str = "") -> Sample:
+    """One generated response (`training.generation.GeneratedSample`) as a row: from a checkpoint of
+    ours, or (checkpoint None) from the server model `model_name`."""
+    return Sample.objects.create(prompt=prompt, checkpoint=checkpoint, model_name=model_name, text=response.text,
                                  token_count=response.token_count, finished=response.finished,
                                  generation_params=params)
 
@@ -176,34 +178,46 @@ def comparisons_all_pairs(
     *,
     project: Project,
     prompts: list[Prompt],
-    checkpoint: Checkpoint,
+    checkpoint: Checkpoint | None,
     samples_per_prompt: int,
     batch: int,
     config: GenerationConfig,
     params: dict | None = None,
     hooks: Hooks = NO_HOOKS,
+    server=None,
 ) -> list[Comparison]:
     """Sample `samples_per_prompt` responses per prompt from one checkpoint; every pair is a comparison.
 
-    k samples give k(k-1)/2 comparisons (4 give 6), so each generated response serves
-    several votes. Rows are written in one transaction at the end, as above.
+    With `server` (a `training.remote.ServerConfig`) the responses come from that server
+    instead, and each sample records the server's model name and URL (the checkpoint is
+    not used). k samples give k(k-1)/2 comparisons (4 give 6), so each generated response
+    serves several votes. Rows are written in one transaction at the end, as above.
     """
-    from training.generation import generate_responses
-    from training.models import load_policy
-
     if not prompts:
         return []
     checkpoint_verify(checkpoint)
     k = samples_per_prompt
     # each prompt repeated k times, so one generate pass yields every prompt's k samples
     repeated = [prompt.messages for prompt in prompts for _ in range(k)]
-    samples = generate_responses(checkpoint.path, repeated, config, hooks, model_and_tokenizer=load_policy(checkpoint.path))
-    hooks.check()
     params = sample_params(config) if params is None else params
+    if server is not None:
+        from training.remote import generate_remote
+
+        samples = generate_remote(server, repeated, config, hooks)
+        checkpoint, model_name = None, server.model
+        params = {**params, "backend": "openai", "base_url": server.base_url, "model": server.model}
+    else:
+        from training.generation import generate_responses
+        from training.models import load_policy
+
+        samples = generate_responses(checkpoint.path, repeated, config, hooks,
+                                     model_and_tokenizer=load_policy(checkpoint.path))
+        model_name = ""
+    hooks.check()
     created = []
     with transaction.atomic():
         for i, prompt in enumerate(prompts):
-            rows = [sample_store(prompt=prompt, checkpoint=checkpoint, response=s, params=params)
+            rows = [sample_store(prompt=prompt, checkpoint=checkpoint, response=s, params=params, model_name=model_name)
                     for s in samples[i * k:(i + 1) * k]]
             created += [comparison_store(project=project, prompt=prompt, sample_a=a, sample_b=b, batch=batch)
                         for a, b in combinations(rows, 2)]

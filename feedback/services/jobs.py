@@ -17,6 +17,7 @@ from feedback.services.checkpoints import checkpoint_verify
 from feedback.services.errors import FieldError, int_in_range
 from feedback.services.exports import export_options, export_lines_for, jsonl_chunks
 from feedback.services.generation import comparisons_all_pairs, generation_config, prompts_for_batch
+from feedback.services.generation_backend import OPENAI, server_config
 from feedback.services.runs import RunProgress, run_cancel, run_enqueue, run_execute
 from training.config import SEED_MAX, ConfigError
 from training.progress import Hooks
@@ -72,7 +73,11 @@ def job_batch_create(*, project: Project, data: dict, user: AbstractUser | None 
         raise JobError("project", "is archived; unarchive it first")
     params = batch_params(project, data)
     checkpoint = active_policy(project)
-    if checkpoint is None:
+    server = server_config(project)
+    if server is not None:
+        # what the job will sample from (the key stays out of params)
+        params["backend"] = {"kind": OPENAI, "base_url": server.base_url, "model": server.model}
+    elif checkpoint is None:
         raise JobError("project", "has no active policy to sample from")
     with transaction.atomic():
         return _enqueue(Job.objects.create(kind=Job.Kind.BATCH, project=project, checkpoint=checkpoint,
@@ -147,7 +152,7 @@ def _job_body(job: Job, progress: RunProgress) -> dict:
     hooks = progress.hooks()
     runner = JOB_RUNNERS[job.kind]
     result = runner(job, hooks)
-    if job.kind in MODEL_JOBS:
+    if job.kind in MODEL_JOBS and "backend" not in result:
         from training.device import describe as device_describe
 
         # the worker is in claimed_by (host:pid); the device says whether it sampled on a GPU
@@ -163,11 +168,22 @@ def _run_batch(job: Job, hooks: Hooks) -> dict:
         prompts = list(Prompt.objects.filter(project=job.project, pk__in=p["prompt_ids"]).order_by("id"))
     else:
         prompts = prompts_for_batch(job.project, p["prompts"], split=p["split"])
+    # The backend is the one chosen when the job was queued: a job queued for local sampling
+    # does not start calling a server set up since, nor the reverse.
+    server = None
+    if p.get("backend", {}).get("kind") == OPENAI:
+        server = server_config(job.project)
+        if server is None or (server.base_url, server.model) != (p["backend"]["base_url"], p["backend"]["model"]):
+            raise JobError("generation_backend", "changed since this job was queued; queue a new batch")
     created = comparisons_all_pairs(
         project=job.project, prompts=prompts, checkpoint=job.checkpoint, samples_per_prompt=p["samples_per_prompt"],
         batch=latest_batch(job.project), config=GenerationConfig(**p["generation"]), params=p["generation"], hooks=hooks,
+        server=server,
     )
-    return {"comparisons": len(created), "prompts": len(prompts)}
+    result = {"comparisons": len(created), "prompts": len(prompts)}
+    if server is not None:
+        result["backend"] = {"kind": OPENAI, "base_url": server.base_url, "model": server.model}
+    return result
 
 
 def _run_export(job: Job, hooks: Hooks) -> dict:

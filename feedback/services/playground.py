@@ -16,6 +16,7 @@ from feedback.models import Checkpoint, Comparison, Project, Prompt, Sample, Tra
 from feedback.services.checkpoints import checkpoint_verify
 from feedback.services.errors import FieldError
 from feedback.services.generation import comparison_store
+from feedback.services.generation_backend import server_config
 from feedback.services.serving import loaded_models
 
 PAIR_SALT = "feedback.playground.pair"
@@ -26,9 +27,24 @@ PAIR_MAX_AGE_S = 24 * 3600
 models = loaded_models
 
 
-def playground_stream(*, project: Project, checkpoint_a: Checkpoint, checkpoint_b: Checkpoint,
+def _server_side(project: Project, messages: list[dict], params: dict, seed: int | None, stop: threading.Event):
+    """The project's generation server answers in one piece (it is asked without streaming)."""
+    from training.remote import chat_complete, completion_sample, request_body
+
+    server = server_config(project)
+    if server is None:
+        raise FieldError("checkpoint", "this project has no generation server set up")
+    body = request_body(messages, max_new_tokens=params["max_new_tokens"], temperature=params["temperature"],
+                        top_p=params["top_p"], seed=seed)
+    sample = completion_sample(chat_complete(server, body, stop))
+    return sample, {"checkpoint": None, "model": server.model, "base_url": server.base_url}
+
+
+def playground_stream(*, project: Project, checkpoint_a: Checkpoint | None, checkpoint_b: Checkpoint | None,
                       messages: list[dict], params: dict, prompt: Prompt | None = None):
     """Yield events while both checkpoints answer `messages`: plain dicts, in the order they happen.
+
+    A side whose checkpoint is None is answered by the project's generation server.
 
     {"side": "a"|"b", "text": piece} while generating; {"side", "done": True, "token_count",
     "finished"} at each side's end; {"side", "error"} if one fails; finally {"end": True,
@@ -39,14 +55,25 @@ def playground_stream(*, project: Project, checkpoint_a: Checkpoint, checkpoint_
     from training.generation import stream_response
 
     for c in (checkpoint_a, checkpoint_b):
-        if c.project_id != project.pk or c.kind != Checkpoint.Kind.POLICY:
+        if c is not None and (c.project_id != project.pk or c.kind != Checkpoint.Kind.POLICY):
             raise FieldError("checkpoint", f"{c.pk} is not a policy of this project")
     events: queue.Queue = queue.Queue()
     stop = threading.Event()
     results: dict[str, dict] = {}
 
-    def work(side: str, checkpoint: Checkpoint, seed: int | None) -> None:
+    sources = {"a": {"checkpoint": checkpoint_a.pk} if checkpoint_a else None,
+               "b": {"checkpoint": checkpoint_b.pk} if checkpoint_b else None}
+
+    def work(side: str, checkpoint: Checkpoint | None, seed: int | None) -> None:
         try:
+            if checkpoint is None:
+                sample, sources[side] = _server_side(project, messages, params, seed, stop)
+                results[side] = {"text": sample.text, "token_count": sample.token_count, "finished": sample.finished}
+                if sample.text:
+                    events.put({"side": side, "text": sample.text})
+                events.put({"side": side, "done": True, "token_count": sample.token_count,
+                            "finished": sample.finished})
+                return
             model, tokenizer = models.get(checkpoint_verify(checkpoint))
             for chunk in stream_response(model, tokenizer, messages, max_new_tokens=params["max_new_tokens"],
                                          temperature=params["temperature"], top_p=params["top_p"], seed=seed,
@@ -81,8 +108,8 @@ def playground_stream(*, project: Project, checkpoint_a: Checkpoint, checkpoint_
         if set(results) == {"a", "b"}:
             yield {"end": True, "pair": signing.dumps({
                 "nonce": uuid.uuid4().hex, "project": project.pk, "prompt": prompt.pk if prompt else None,
-                "messages": messages, "a": {"checkpoint": checkpoint_a.pk, **results["a"]},
-                "b": {"checkpoint": checkpoint_b.pk, **results["b"]},
+                "messages": messages, "a": {**sources["a"], **results["a"]},
+                "b": {**sources["b"], **results["b"]},
                 "params": {**params, "seed_b": None if seed is None else seed + 1},
             }, salt=PAIR_SALT, compress=True)}
         else:
@@ -105,10 +132,12 @@ def playground_pair_send(*, project: Project, pair: str) -> Comparison:
         raise FieldError("pair", "not a pair this playground produced") from None
     if data["project"] != project.pk:
         raise FieldError("pair", "belongs to another project")
+    wanted = {data[side]["checkpoint"] for side in "ab"} - {None}
     checkpoints = {c.pk: c for c in Checkpoint.objects.filter(
-        project=project, kind=Checkpoint.Kind.POLICY, pk__in=[data["a"]["checkpoint"], data["b"]["checkpoint"]])}
-    if len(checkpoints) != len({data["a"]["checkpoint"], data["b"]["checkpoint"]}):
+        project=project, kind=Checkpoint.Kind.POLICY, pk__in=wanted)}
+    if len(checkpoints) != len(wanted):
         raise FieldError("pair", "one of its checkpoints no longer exists")
+    checkpoints[None] = None
     with transaction.atomic():
         # Serialises sends per project so that a double click cannot store the pair twice.
         Project.objects.select_for_update().filter(pk=project.pk).first()
@@ -126,9 +155,11 @@ def playground_pair_send(*, project: Project, pair: str) -> Comparison:
             params = {k: data["params"][k] for k in ("max_new_tokens", "temperature", "top_p")}
             params["seed"] = data["params"]["seed"] if side == "a" else data["params"]["seed_b"]
             params["playground"] = data["nonce"]
+            if s["checkpoint"] is None:  # the project's generation server wrote it
+                params.update(backend="openai", base_url=s["base_url"], model=s["model"])
             samples[side] = Sample.objects.create(
-                prompt=prompt, checkpoint=checkpoints[s["checkpoint"]], text=s["text"], token_count=s["token_count"],
-                finished=s["finished"], generation_params=params,
+                prompt=prompt, checkpoint=checkpoints[s["checkpoint"]], model_name=s.get("model") or "",
+                text=s["text"], token_count=s["token_count"], finished=s["finished"], generation_params=params,
             )
         last_round = TrainingRound.objects.filter(project=project, status=TrainingRound.Status.DONE).order_by("-number").first()
         return comparison_store(project=project, prompt=prompt, sample_a=samples["a"], sample_b=samples["b"],

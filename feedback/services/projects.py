@@ -15,6 +15,7 @@ from feedback.models import Assignment, Checkpoint, Job, Project, ProjectMembers
 from feedback.selectors.checkpoints import reference_policy
 from feedback.services.checkpoints import checkpoint_register
 from feedback.services.errors import FieldError, RowError, int_in_range
+from feedback.services.generation_backend import api_key_clean, backend_clean
 from feedback.services.model_paths import gguf_in, policy_base_ensure, policy_base_source
 from feedback.services.validation import (
     MODEL_NAME_MAX_CHARS, PROMPT_MAX_CHARS, RESPONSE_MAX_CHARS, TAG_MAX_CHARS, TAGS_MAX, text_problem,
@@ -300,6 +301,10 @@ def project_fields_clean(data: dict, *, project: Project | None = None) -> dict:
         except ConfigError as exc:
             raise ProjectError(f"generation_settings.{exc.field}", exc.reason) from None
         cleaned["generation_settings"] = settings_
+    if "generation_backend" in data:
+        cleaned["generation_backend"] = backend_clean(data["generation_backend"])
+    if "generation_api_key" in data:
+        cleaned["generation_api_key"] = api_key_clean(data["generation_api_key"])
     if "guard_settings" in data:
         guards = data["guard_settings"]
         if not isinstance(guards, dict):
