@@ -14,6 +14,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from feedback.selectors.serving import UnknownModel, serving_checkpoint, serving_models
+from feedback.services.checkpoints import CheckpointMismatch
 from feedback.services.errors import FieldError
 from feedback.services.serving import chat_completion, chat_completion_stream, chat_params
 
@@ -50,6 +51,9 @@ class OpenAIView(APIView):
             return openai_error(f"Rate limit reached; retry in {wait} s.", status_code=429,
                                 type_="rate_limit_exceeded", code="rate_limit_exceeded",
                                 headers={"Retry-After": str(wait)})
+        if isinstance(exc, CheckpointMismatch):
+            # the server's own files are missing or changed: not the caller's fault (5xx, so clients retry)
+            return openai_error(f"{exc.field}: {exc.message}", status_code=500, type_="server_error")
         if isinstance(exc, FieldError):
             return openai_error(f"{exc.field}: {exc.message}", status_code=400, type_="invalid_request_error",
                                 param=exc.field)

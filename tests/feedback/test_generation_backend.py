@@ -141,7 +141,7 @@ def test_a_server_answering_500_is_retried_then_fails_clearly(served, staff_api,
     job = _batch(staff_api, project)
     assert job.status == "failed"
     assert f"generation server {live_server.url}/v1/chat/completions answered HTTP 500" in job.error
-    assert "after 3 attempts" in job.error
+    assert "after 3 attempts" in job.error and "the folder is missing" in job.error
     assert len(chat_requests) >= 3  # each failing request was tried 1 + max_retries (2) times
     assert not Comparison.objects.filter(project=project).exists()
 
