@@ -43,7 +43,8 @@ def test_dpo_settings_are_checked_like_the_others_and_a_bad_one_changes_nothing(
     assert ppo["method"] == "ppo" and "dpo" not in ppo and ppo["ppo"]["steps"] > 0
 
 
-def test_a_dpo_round_trains_registers_activates_and_generates_the_next_batch(tiny_models, alice):
+def test_a_dpo_round_trains_activates_generates_and_its_page_shows_dpo_figures(tiny_models, alice, admin_user,
+                                                                               client):
     project, r = _dpo_round(tiny_models, alice)
     parent = Checkpoint.objects.get(project=project, kind="policy", is_active=True)
     done = round_execute(r.pk)
@@ -70,14 +71,10 @@ def test_a_dpo_round_trains_registers_activates_and_generates_the_next_batch(tin
     assert done.metrics["guards"]["figures"]["new"]  # the same degeneration guards ran
     assert policy.metrics["eval_accuracy"] == summary["eval_accuracy"]
 
-
-def test_the_round_page_shows_dpo_figures_instead_of_reward_and_ppo(tiny_models, alice, admin_user, client):
-    project, r = _dpo_round(tiny_models, alice)
-    done = round_execute(r.pk)
+    # the round page: DPO's own figures instead of the reward model's and PPO's
     client.force_login(admin_user)
     page = client.get(reverse("feedback:round_detail", args=[done.pk])).content.decode()
     assert 'id="round-dpo"' in page and 'id="round-charts-dpo"' in page and "DPO steps" in page
-    summary = done.metrics["dpo_summary"]
     assert f'<b id="dpo-kl">{summary["kl_to_round0"]:.2f}</b>' in page
     assert f'{summary["train_accuracy"]:.3f}' in page
     assert "Reward model steps" not in page and "PPO steps" not in page and "KL control" not in page
@@ -106,8 +103,8 @@ def test_cancel_during_dpo_stops_it_and_leaves_the_parent_active(tiny_models, al
     assert done.status == "cancelled"
     assert done.policy_checkpoint is None and not Comparison.objects.filter(round=done).exists()
     assert Checkpoint.objects.get(project=project, kind="policy", is_active=True).pk == parent.pk
-    # before the held-out "before" figures: 1 call; steps 1 and 2; then no more
-    assert len(calls) == 3
+    # the parent's held-out figures: 1 call; step 1, during which Cancel is pressed; step 2 never starts
+    assert len(calls) == 2
     assert [p.name for p in Path(parent.path).parent.iterdir() if p.name.startswith(("round-001", ".tmp"))] == []
 
 
