@@ -133,3 +133,24 @@ def test_api_and_studio_form_launch_dpo_rounds(tiny_models, alice, admin_user, c
     with django_capture_on_commit_callbacks(execute=False):
         created = api.post(f"/api/v1/projects/{project.pk}/rounds/", {"config": {"method": "dpo"}}, format="json")
     assert created.status_code == 201 and created.json()["config"]["method"] == "dpo"
+
+
+@pytest.mark.slow
+def test_simulate_runs_dpo_rounds(tiny_models, capsys, tmp_path):
+    from django.core.management import call_command
+
+    project = make_project(tiny_models, first_batch=0, prompts=[
+        "tell me about the cat", "why is the sky blue", "say something nice", "what is a dog",
+        {"prompt": "say yes", "split": "held_out"}, {"prompt": "say no", "split": "held_out"},
+    ])
+    report = tmp_path / "sim.json"
+    call_command("simulate", project=project.name, rule="shorter", rounds=2, votes=8, eval_prompts=2,
+                 report=str(report), round_config=json.dumps({
+                     "method": "dpo", "min_pairs": 1, "next_batch_prompts": 2,
+                     "dpo": {"epochs": 1, "batch_size": 4, "kl_prompts": 2, "kl_max_new_tokens": 4}}))
+    out = capsys.readouterr().out
+    assert "round 2 (2, DPO): win-rate vs round 0 =" in out and "DPO held-out accuracy" in out
+    rounds = json.loads(report.read_text())["rounds"]
+    assert [r["method"] for r in rounds] == ["dpo", "dpo"]
+    assert all(r["kl_to_round0"] is not None and r["dpo_train_accuracy"] is not None for r in rounds)
+    assert TrainingRound.objects.filter(project=project, status="done").count() == 2
