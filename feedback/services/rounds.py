@@ -4,7 +4,7 @@ A round moves queued → snapshot → reward → ppo → generating → done, or
 says `"method": "dpo"`, queued → snapshot → dpo → generating → done (no reward model: the
 policy trains on the same preference pairs directly, training/dpo.py); or it ends failed
 (with the error) or cancelled. Its lifecycle (claim, heartbeat, cancel, reaping) is the
-one of every run, in services/runs.py. Its new policy is registered after PPO but becomes
+one of every run, in services/runs.py. Its new policy is registered after PPO (or DPO) but becomes
 the active policy only in the transaction that stores the next batch and marks it done,
 so a round that fails or is cancelled never leaves its policy live.
 """
@@ -56,7 +56,7 @@ def round_config_resolve(project: Project, config: dict | None) -> dict:
     if unknown:
         raise RoundError(unknown[0], f"unknown setting; known: {', '.join(sorted(known))}")
     method = config.get("method", "ppo")
-    if method not in METHOD_SECTIONS:
+    if not isinstance(method, str) or method not in METHOD_SECTIONS:
         raise RoundError("method", f"must be one of {', '.join(METHOD_SECTIONS)}")
     resolved = {"method": method}
     for key, default in ROUND_DEFAULTS.items():
