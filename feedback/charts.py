@@ -69,10 +69,17 @@ PPO_SERIES = [
     ("eos_fraction", "ending in EOS"), ("kl_coef", "KL coefficient"),
 ]
 REWARD_SERIES = [("loss", "reward-model loss"), ("accuracy", "train accuracy"), ("margin", "train margin")]
+DPO_SERIES = [
+    ("loss", "DPO loss"), ("accuracy", "train accuracy"), ("margin", "implicit reward margin"),
+    ("chosen_reward", "chosen implicit reward"), ("rejected_reward", "rejected implicit reward"),
+    ("grad_norm", "grad norm"),
+]
 
 
 def round_history_charts(rounds: list[tuple]) -> list[LineChart]:
     """Figures per finished round, oldest first, from (round, human win-rate counts) newest first."""
+    from feedback.selectors.rounds import round_kl_to_round0
+
     done = [(r, win) for r, win in reversed(rounds) if r.status == "done"]
 
     def summary(r, part: str, key: str):
@@ -81,6 +88,6 @@ def round_history_charts(rounds: list[tuple]) -> list[LineChart]:
     charts = [
         line_chart("human win-rate vs parent", [win["win_rate"] for _, win in done]),
         line_chart("RM held-out accuracy", [summary(r, "reward_summary", "eval_accuracy") for r, _ in done]),
-        line_chart("KL to reference, end of PPO", [summary(r, "ppo_summary", "final_kl") for r, _ in done]),
+        line_chart("KL to reference, end of PPO", [round_kl_to_round0(r.metrics) for r, _ in done]),
     ]
     return [c for c in charts if c is not None]

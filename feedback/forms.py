@@ -4,7 +4,7 @@ from dataclasses import asdict, fields
 from django import forms
 
 from feedback.models import ComparisonFlag, Vote
-from training.config import GenerationConfig, PPOConfig, RewardConfig, field_help
+from training.config import DPOConfig, GenerationConfig, PPOConfig, RewardConfig, field_help
 
 SKIP_REASONS = [
     ("unclear", "unclear prompt"),
@@ -88,6 +88,7 @@ def _largest_divisor_up_to(n: int, cap: int) -> int:
 SETTING_SECTIONS = [
     ("reward", "Reward model", RewardConfig),
     ("ppo", "PPO", PPOConfig),
+    ("dpo", "DPO (instead of reward model and PPO)", DPOConfig),
     ("generation", "Next batch: generation", GenerationConfig),
 ]
 ROUND_TOP_LEVEL = [
@@ -129,6 +130,11 @@ class RoundSettingsForm(forms.Form):
         from feedback.services.generation import generation_config
         from feedback.services.rounds import ROUND_DEFAULTS
 
+        self.fields["method"] = forms.ChoiceField(
+            label="Training method", required=False, initial="ppo",
+            choices=[("ppo", "reward model + PPO"), ("dpo", "DPO (no reward model)")],
+            help_text="How the policy learns from the votes: PPO against a reward model trained on them, or DPO "
+                      "on the preference pairs directly. Only that method's section below is used. Default: ppo.")
         for name, label, help_text in ROUND_TOP_LEVEL:
             self.fields[name] = forms.IntegerField(label=label, initial=ROUND_DEFAULTS[name], required=False,
                                                    help_text=f"{help_text} Default: {ROUND_DEFAULTS[name]}.")
@@ -147,7 +153,7 @@ class RoundSettingsForm(forms.Form):
             self.sections.append((section, title, names))
 
     def top_level_fields(self):
-        return [self[name] for name, _, _ in ROUND_TOP_LEVEL]
+        return [self["method"]] + [self[name] for name, _, _ in ROUND_TOP_LEVEL]
 
     def section_fields(self):
         """(section, title, bound fields) for the template."""
@@ -157,7 +163,7 @@ class RoundSettingsForm(forms.Form):
         """The cleaned values as round_launch takes them."""
         config: dict = {}
         for name, value in self.cleaned_data.items():
-            if value is None:
+            if value is None or value == "":
                 continue
             if "__" in name:
                 section, key = name.split("__", 1)

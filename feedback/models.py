@@ -378,13 +378,14 @@ class Run(models.Model):
 
 
 class TrainingRound(Run):
-    """One pass of the loop: snapshot votes → reward model → PPO → checkpoint → next batch."""
+    """One pass of the loop: snapshot votes → reward model → PPO (or DPO) → checkpoint → next batch."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
         SNAPSHOT = "snapshot", "snapshot"
         REWARD = "reward", "training reward model"
         PPO = "ppo", "PPO"
+        DPO = "dpo", "DPO"
         GENERATING = "generating", "generating next batch"
         DONE = "done", "done"
         NEEDS_REVIEW = "needs_review", "needs review"
@@ -392,7 +393,7 @@ class TrainingRound(Run):
         FAILED = "failed", "failed"
         CANCELLED = "cancelled", "cancelled"
 
-    RUNNING_STATUSES = (Status.SNAPSHOT, Status.REWARD, Status.PPO, Status.GENERATING)
+    RUNNING_STATUSES = (Status.SNAPSHOT, Status.REWARD, Status.PPO, Status.DPO, Status.GENERATING)
     ACTIVE_STATUSES = (Status.QUEUED, *RUNNING_STATUSES)
     # needs_review is final for the lifecycle (no worker holds it); staff then promote or discard.
     FINAL_STATUSES = (Status.DONE, Status.NEEDS_REVIEW, Status.DISCARDED, Status.FAILED, Status.CANCELLED)
@@ -418,7 +419,7 @@ class TrainingRound(Run):
             # race to activate their checkpoints.
             models.UniqueConstraint(
                 fields=["project"],
-                condition=Q(status__in=["queued", "snapshot", "reward", "ppo", "generating"]),
+                condition=Q(status__in=["queued", "snapshot", "reward", "ppo", "dpo", "generating"]),
                 name="one_running_round_per_project",
             ),
         ]

@@ -9,12 +9,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from feedback.decorators import staff_member_required
-from feedback.charts import PPO_SERIES, REWARD_SERIES, metric_charts
+from feedback.charts import DPO_SERIES, PPO_SERIES, REWARD_SERIES, metric_charts
 from feedback.forms import CheckpointActionForm, PlaygroundForm, RoundSettingsForm
 from feedback.models import Checkpoint, Project, TrainingRound
 from feedback.selectors.checkpoints import active_policy
 from feedback.selectors.rounds import round_win_rate, round_win_rate_vs_round0, running_round
-from feedback.selectors.studio import checkpoints_overview, round_plan, round_status
+from feedback.selectors.studio import checkpoints_overview, round_method, round_plan, round_status
 from feedback.services.checkpoints import checkpoint_promote, checkpoint_rollback
 from feedback.services.errors import FieldError
 from feedback.services.model_export import checkpoint_export_stream
@@ -49,6 +49,10 @@ def round_detail(request, round_id: int):
         "reward_summary": metrics.get("reward_summary", {}),
         "min_heldout_pairs": settings.RLHF_MIN_HELDOUT_PAIRS,
         "ppo_summary": metrics.get("ppo_summary", {}),
+        "method": round_method(training_round),
+        "dpo_steps": metrics.get("dpo", []),
+        "dpo_charts": metric_charts(metrics.get("dpo", []), DPO_SERIES),
+        "dpo_summary": metrics.get("dpo_summary", {}),
         "win_rate": round_win_rate(training_round),
         "guards": metrics.get("guards"),
         "win_rate_round0": round_win_rate_vs_round0(training_round),

@@ -1,4 +1,4 @@
-"""Dataclass configs for generation, reward-model training, PPO and the degeneration guards.
+"""Dataclass configs for generation, reward-model training, PPO, DPO and the degeneration guards.
 
 Each config is saved inside every checkpoint it produced (`rlhf_checkpoint.json`), so a
 checkpoint always says how it was made. Defaults are sized so that one demo round with
@@ -216,6 +216,71 @@ class PPOConfig:
         _check(1 <= self.lora_r <= 1024, "lora_r", "must be between 1 and 1024")
         _check(1 <= self.lora_alpha <= 4096, "lora_alpha", "must be between 1 and 4096")
         _check(16 <= self.reward_max_length <= 8192, "reward_max_length", "must be between 16 and 8192")
+        _check(0 <= self.seed <= SEED_MAX, "seed", f"must be between 0 and {SEED_MAX}")
+        return self
+
+
+@dataclass
+class DPOConfig:
+    """Direct preference optimisation on the policy (Rafailov et al. 2023), instead of a reward
+    model and PPO: the same vote snapshot, trained into the policy in one supervised pass.
+
+    The defaults are educated first values for LoRA on a small policy, not yet measured on
+    real rounds (BENCHMARKS.md, "To measure: PPO vs DPO")."""
+
+    beta: float = 0.1
+    """The paper's beta: how far the policy may move from the reference (round 0) for a given
+    preference; the implicit reward of a response is beta x log(pi / pi_ref). 0.1 is the
+    value the paper used for dialogue; larger keeps the policy closer to round 0."""
+    learning_rate: float = 1e-4
+    """AdamW learning rate of the trainable weights (LoRA adapters by default). LoRA wants
+    more than the paper's 1e-6 for full fine-tuning; 1e-4 is a first value, between the
+    reward model's and PPO's."""
+    epochs: int = 3
+    """Passes over the training pairs."""
+    batch_size: int = 8
+    """Pairs per optimizer step (each is a chosen and a rejected response)."""
+    eval_fraction: float = 0.2
+    """Share of the pairs held out to measure accuracy and margins after training (none with
+    fewer than 5 pairs)."""
+    max_prompt_length: int = 256
+    """Prompt tokens kept (after the chat template); longer prompts lose their beginning."""
+    max_length: int = 512
+    """Prompt plus response tokens; longer responses are cut at the end."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    use_lora: bool = True
+    """Train LoRA adapters (peft) instead of all weights, as PPO does: the checkpoint is an
+    adapter over the base, and round 0's logprobs are the base with adapters off."""
+    lora_r: int = 16
+    """LoRA rank (when the parent has no adapters yet; a parent's adapters keep their own)."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    kl_prompts: int = 8
+    """Held-out prompts the new policy answers after training to measure its KL to round 0
+    (the figure PPO reports as `kl`); 0 skips the measurement."""
+    kl_max_new_tokens: int = 48
+    """Answer length for that measurement (PPO's default response length)."""
+    kl_temperature: float = 0.7
+    """Sampling temperature for that measurement; logprobs use it too, as PPO's KL does."""
+    seed: int = 0
+    """Seed for the split, the pair order and the KL samples."""
+
+    def validate(self) -> "DPOConfig":
+        _check(0 < self.beta <= 10, "beta", "must be in (0, 10]")
+        _check(0 < self.learning_rate < 1, "learning_rate", "must be in (0, 1)")
+        _check(1 <= self.epochs <= 100, "epochs", "must be between 1 and 100")
+        _check(1 <= self.batch_size <= 1024, "batch_size", "must be between 1 and 1024")
+        _check(0.0 <= self.eval_fraction < 1.0, "eval_fraction", "must be in [0, 1)")
+        _check(8 <= self.max_prompt_length <= 8192, "max_prompt_length", "must be between 8 and 8192")
+        _check(self.max_prompt_length < self.max_length <= 16384, "max_length",
+               "must be more than max_prompt_length and at most 16384")
+        _check(0 < self.max_grad_norm <= 1000, "max_grad_norm", "must be in (0, 1000]")
+        _check(1 <= self.lora_r <= 1024, "lora_r", "must be between 1 and 1024")
+        _check(1 <= self.lora_alpha <= 4096, "lora_alpha", "must be between 1 and 4096")
+        _check(0 <= self.kl_prompts <= 256, "kl_prompts", "must be between 0 and 256")
+        _check(1 <= self.kl_max_new_tokens <= 2048, "kl_max_new_tokens", "must be between 1 and 2048")
+        _check(0 < self.kl_temperature <= 5, "kl_temperature", "must be in (0, 5]")
         _check(0 <= self.seed <= SEED_MAX, "seed", f"must be between 0 and {SEED_MAX}")
         return self
 

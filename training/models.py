@@ -138,6 +138,36 @@ def load_policy(path: str | Path, *, trainable: bool = False, device: torch.devi
     return model, tokenizer
 
 
+def prepare_trainable_policy(policy_path: str | Path, reference_path: str | Path, *, use_lora: bool,
+                             lora_r: int, lora_alpha: int):
+    """A policy to train from `policy_path`, and how to get the reference's logprobs.
+
+    Returns (model, tokenizer, reference, policy_base). With LoRA the parent's adapters
+    train on (or fresh ones of rank `lora_r` are added to a full parent); when the base
+    under them is the reference, `reference` is None and the reference is the model with
+    its adapters disabled (no second copy in memory); otherwise it is a frozen copy loaded
+    from `reference_path`. Without LoRA a parent's adapters are merged and every weight trains.
+    """
+    policy_path = Path(policy_path)
+    model, tokenizer = load_policy(policy_path, trainable=True)
+    policy_base = Path(adapter_base_path(policy_path)) if is_adapter_checkpoint(policy_path) else policy_path
+    if use_lora:
+        if not is_adapter_checkpoint(policy_path):
+            from peft import LoraConfig, get_peft_model
+
+            model.requires_grad_(False)
+            model = get_peft_model(model, LoraConfig(
+                r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
+                target_modules="all-linear", task_type="CAUSAL_LM",
+            ))
+    elif is_adapter_checkpoint(policy_path):
+        model = model.merge_and_unload()
+        model.requires_grad_(True)
+    same_base = use_lora and policy_base.resolve() == Path(reference_path).resolve()
+    reference = None if same_base else load_policy(reference_path)[0]
+    return model, tokenizer, reference, policy_base
+
+
 @contextlib.contextmanager
 def _known_harmless_load_warnings():
     """Silence, for one load, the two warnings every fresh reward model prints and nobody can act on:

@@ -41,7 +41,7 @@ from training.checkpoints import atomic_directory, write_manifest
 from training.config import PPOConfig, config_to_dict
 from training.generation import decode_responses, position_ids_from_mask, sample
 from training.kl import kl_controller
-from training.models import adapter_base_path, is_adapter_checkpoint, load_policy, load_reward_model
+from training.models import load_reward_model, prepare_trainable_policy
 from training.progress import NO_HOOKS, Hooks
 from training.reward import normalized_score as reward_score, score_normalization
 
@@ -166,23 +166,8 @@ def _forward(module, query, query_mask, responses, response_mask, temperature):
 
 def _prepare_policy(policy_path: Path, reference_path: Path, config: PPOConfig):
     """Trainable policy, and how to get reference logprobs (adapters off, or a frozen copy)."""
-    model, tokenizer = load_policy(policy_path, trainable=True)
-    policy_base = Path(adapter_base_path(policy_path)) if is_adapter_checkpoint(policy_path) else policy_path
-    if config.use_lora:
-        if not is_adapter_checkpoint(policy_path):
-            from peft import LoraConfig, get_peft_model
-
-            model.requires_grad_(False)
-            model = get_peft_model(model, LoraConfig(
-                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                target_modules="all-linear", task_type="CAUSAL_LM",
-            ))
-    elif is_adapter_checkpoint(policy_path):
-        model = model.merge_and_unload()
-        model.requires_grad_(True)
-    same_base = config.use_lora and policy_base.resolve() == Path(reference_path).resolve()
-    reference = None if same_base else load_policy(reference_path)[0]
-    return model, tokenizer, reference, policy_base
+    return prepare_trainable_policy(policy_path, reference_path, use_lora=config.use_lora,
+                                    lora_r=config.lora_r, lora_alpha=config.lora_alpha)
 
 
 def ppo_minibatch_update(module: PolicyAndValue, optimizer, trainable: list, mb: dict, config: PPOConfig) -> dict:

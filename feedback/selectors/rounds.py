@@ -80,7 +80,7 @@ def round_win_rate_vs_round0(training_round: TrainingRound) -> dict | None:
 
 def round_history(project: Project, limit: int = 50) -> list[dict]:
     """Per finished round, oldest first: human win-rate vs parent (and vs round 0) with Wilson
-    intervals, the reward model's held-out accuracy and the KL at the end of PPO."""
+    intervals, the reward model's held-out accuracy and the KL to round 0 at the end of the round."""
     rounds = list(rounds_for_project(project).filter(
         status__in=[TrainingRound.Status.DONE, TrainingRound.Status.NEEDS_REVIEW])[:limit])
     history = []
@@ -89,9 +89,20 @@ def round_history(project: Project, limit: int = 50) -> list[dict]:
         history.append({
             "round": r.number, "round_id": r.pk, "parent": round_win_rate(r), "round0": round_win_rate_vs_round0(r),
             "rm_accuracy": (metrics.get("reward_summary") or {}).get("eval_accuracy"),
-            "kl": (metrics.get("ppo_summary") or {}).get("final_kl"),
+            "kl": round_kl_to_round0(metrics),
+            "method": (r.config or {}).get("method", "ppo"),
         })
     return history
+
+
+def round_kl_to_round0(metrics: dict) -> float | None:
+    """The new policy's KL to round 0 as its round measured it: PPO's at the end of its rollouts,
+    DPO's on its answers to held-out prompts (the same estimator, summed over the answer)."""
+    metrics = metrics or {}
+    ppo = metrics.get("ppo_summary") or {}
+    if "final_kl" in ppo:
+        return ppo["final_kl"]
+    return (metrics.get("dpo_summary") or {}).get("kl_to_round0")
 
 
 def round_history_chart(history: list[dict]) -> dict:

@@ -4,15 +4,27 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from feedback.charts import PPO_SERIES, REWARD_SERIES
+from feedback.charts import DPO_SERIES, PPO_SERIES, REWARD_SERIES
 from feedback.models import Checkpoint, CheckpointEvent, Project, Prompt, TrainingRound
 from feedback.services import exports
 from feedback.services.checkpoints import rollback_target
 from feedback.services.rounds import round_config_resolve
-from training.config import PPOConfig, RewardConfig
+from training.config import DPOConfig, PPOConfig, RewardConfig
 
 STAGES = [TrainingRound.Status.QUEUED, TrainingRound.Status.SNAPSHOT, TrainingRound.Status.REWARD,
           TrainingRound.Status.PPO, TrainingRound.Status.GENERATING, TrainingRound.Status.DONE]
+DPO_STAGES = [TrainingRound.Status.QUEUED, TrainingRound.Status.SNAPSHOT, TrainingRound.Status.DPO,
+              TrainingRound.Status.GENERATING, TrainingRound.Status.DONE]
+
+
+def round_method(training_round: TrainingRound) -> str:
+    """"ppo" or "dpo": how the round trains its policy (rounds from before DPO existed are PPO)."""
+    return (training_round.config or {}).get("method", "ppo")
+
+
+def round_stages(training_round: TrainingRound) -> list[str]:
+    """The statuses a round of its method passes through, in order."""
+    return DPO_STAGES if round_method(training_round) == "dpo" else STAGES
 LOG_LINES = 12
 
 
@@ -57,7 +69,11 @@ def round_log(training_round: TrainingRound) -> list[str]:
     if summary:
         lines.append(f"reward model: held-out accuracy {summary.get('eval_accuracy', float('nan')):.3f} "
                      f"on {summary.get('eval_pairs', 0)} pairs after {summary.get('epochs', '?')} epochs")
-    stage = "ppo" if metrics.get("ppo") else "reward"
+    dpo = metrics.get("dpo_summary")
+    if dpo:
+        lines.append(f"DPO: held-out accuracy {_fmt(dpo.get('eval_accuracy'))} on {dpo.get('eval_pairs', 0)} pairs, "
+                     f"margin {_fmt(dpo.get('eval_margin'))}, KL to round 0 {_fmt(dpo.get('kl_to_round0'))}")
+    stage = next((s for s in ("dpo", "ppo") if metrics.get(s)), "reward")
     lines += [_step_line(stage, row) for row in (metrics.get(stage) or [])[-5:]]
     if metrics.get("next_batch"):
         lines.append(f"next batch: {metrics['next_batch'].get('comparisons', 0)} comparisons")
@@ -86,6 +102,18 @@ def _latest(training_round: TrainingRound) -> list[dict]:
                            ("response_length", "response length")):
             if key in last:
                 out.append({"label": label, "value": _number(last[key]), "note": f"step {last.get('step')}"})
+    dpo = metrics.get("dpo_summary") or {}
+    if "eval_accuracy" in dpo:
+        out.append({"label": "DPO held-out accuracy", "value": _number(dpo["eval_accuracy"]),
+                    "note": f"on {dpo.get('eval_pairs', 0)} pairs (before {_fmt(dpo.get('eval_accuracy_before'))})"})
+        out.append({"label": "DPO held-out margin", "value": _number(dpo.get("eval_margin")), "note": "implicit reward"})
+        if "kl_to_round0" in dpo:
+            out.append({"label": "KL to round 0", "value": _number(dpo["kl_to_round0"]),
+                        "note": f"on {dpo.get('kl_prompts')} held-out prompts"})
+    elif metrics.get("dpo"):
+        last = metrics["dpo"][-1]
+        for key, label in (("loss", "DPO loss"), ("accuracy", "DPO train accuracy"), ("margin", "DPO margin")):
+            out.append({"label": label, "value": _number(last.get(key)), "note": f"step {last.get('step')}"})
     return out
 
 
@@ -111,9 +139,10 @@ def round_status(training_round: TrainingRound, *, now=None) -> dict:
         if r.progress_step and r.progress_total > r.progress_step and stage_elapsed > 0:
             eta = (r.progress_total - r.progress_step) * stage_elapsed / r.progress_step
     status = r.status
-    reached = STAGES.index(status) if status in STAGES else None
+    order = round_stages(r)
+    reached = order.index(status) if status in order else None
     stages = []
-    for i, stage in enumerate(STAGES[1:], 1):
+    for i, stage in enumerate(order[1:], 1):
         if reached is None:  # failed or cancelled: the stages with timings were finished
             state = "done" if stage in (r.timings or {}) else "skipped"
         else:
@@ -140,9 +169,11 @@ def round_status(training_round: TrainingRound, *, now=None) -> dict:
         "snapshot": {k: (r.snapshot or {}).get(k) for k in ("votes", "pairs", "sha256")},
         "policy_checkpoint": r.policy_checkpoint.name if r.policy_checkpoint_id else None,
         "parent_policy": r.parent_policy.name if r.parent_policy_id else None,
+        "method": round_method(r),
         "charts": {
             "reward": _series(metrics.get("reward") or [], REWARD_SERIES),
             "ppo": _series(metrics.get("ppo") or [], PPO_SERIES),
+            "dpo": _series(metrics.get("dpo") or [], DPO_SERIES),
         },
     }
 
@@ -164,35 +195,46 @@ def round_plan(project: Project, config: dict | None, *, pairs: int | None = Non
         records, snapshot = exports.preference_snapshot(project)
         exports.records_mark_new(project, records)
         pairs = snapshot["pairs"]
-    reward = RewardConfig(**resolved["reward"])
-    # the trainer's own split and replay selection, so the plan's figures are the round's
-    train, held_out = split_records(records if records is not None else list(range(pairs)),
-                                    reward.eval_fraction, reward.seed)
-    if records is not None:
-        train, _ = select_training_records(train, reward.replay_pairs, reward.seed)
-    schedule = training_schedule(len(train), reward) if train else None
-    ppo = PPOConfig(**resolved["ppo"])
     train_prompts = Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN).count()
     next_prompts = min(resolved["next_batch_prompts"], train_prompts)
-    return {
+    plan = {
         "config": resolved,
+        "method": resolved["method"],
         "pairs": pairs,
         "votes": snapshot["votes"] if snapshot else None,
         "enough_pairs": pairs >= resolved["min_pairs"],
         "min_pairs": resolved["min_pairs"],
-        "reward": {
-            "train_pairs": len(train), "eval_pairs": len(held_out),
-            "configured_epochs": reward.epochs, "min_steps": reward.min_steps, "batch_size": reward.batch_size,
-            **(schedule or {"steps_per_epoch": 0, "epochs": 0, "steps": 0, "raised_by_min_steps": False}),
-        },
-        "ppo": {
-            "steps": ppo.steps, "episodes": ppo.steps * ppo.batch_size, "train_prompts": train_prompts,
-            "gradient_steps": ppo.steps * ppo.ppo_epochs * (ppo.batch_size // ppo.mini_batch_size),
-            "max_new_tokens": ppo.max_new_tokens, "use_lora": ppo.use_lora,
-        },
         "next_batch": {"prompts": next_prompts, "samples": 2 * next_prompts,
                        "max_new_tokens": resolved["generation"]["max_new_tokens"]},
     }
+    pair_items = records if records is not None else list(range(pairs))
+    if resolved["method"] == "dpo":
+        dpo = DPOConfig(**resolved["dpo"])
+        # the trainer's own split (training/dpo.py trains on every pair that is not held out)
+        train, held_out = split_records(pair_items, dpo.eval_fraction, dpo.seed)
+        steps_per_epoch = -(-len(train) // dpo.batch_size)
+        plan["dpo"] = {"train_pairs": len(train), "eval_pairs": len(held_out), "epochs": dpo.epochs,
+                       "steps_per_epoch": steps_per_epoch, "steps": steps_per_epoch * dpo.epochs, "beta": dpo.beta,
+                       "use_lora": dpo.use_lora, "kl_prompts": dpo.kl_prompts}
+        return plan
+    reward = RewardConfig(**resolved["reward"])
+    # the trainer's own split and replay selection, so the plan's figures are the round's
+    train, held_out = split_records(pair_items, reward.eval_fraction, reward.seed)
+    if records is not None:
+        train, _ = select_training_records(train, reward.replay_pairs, reward.seed)
+    schedule = training_schedule(len(train), reward) if train else None
+    ppo = PPOConfig(**resolved["ppo"])
+    plan["reward"] = {
+        "train_pairs": len(train), "eval_pairs": len(held_out),
+        "configured_epochs": reward.epochs, "min_steps": reward.min_steps, "batch_size": reward.batch_size,
+        **(schedule or {"steps_per_epoch": 0, "epochs": 0, "steps": 0, "raised_by_min_steps": False}),
+    }
+    plan["ppo"] = {
+        "steps": ppo.steps, "episodes": ppo.steps * ppo.batch_size, "train_prompts": train_prompts,
+        "gradient_steps": ppo.steps * ppo.ppo_epochs * (ppo.batch_size // ppo.mini_batch_size),
+        "max_new_tokens": ppo.max_new_tokens, "use_lora": ppo.use_lora,
+    }
+    return plan
 
 
 def directory_size(path: str | Path) -> int | None:

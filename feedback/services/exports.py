@@ -62,12 +62,12 @@ def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None,
                         exclude_flagged: bool | None = None) -> tuple[list[dict], dict]:
     """Preference pairs from the project's votes, and a description of the snapshot.
 
-    Returns (records, snapshot): records are {prompt, chosen, rejected, margin,
-    agreement, comparison_id}; snapshot names the votes used (count, max id, sha256 of
-    their ids) so a round can say exactly what it trained on. Votes on held-out prompts
-    count as any other (the human evaluation part of a batch trains the reward model too;
-    PPO's rollouts use train prompts only). `exclude_flagged` overrides the project's
-    setting (bench/annotator_quality.py compares both).
+    Returns (records, snapshot): records are {prompt, chosen, rejected, chosen_finished,
+    rejected_finished, margin, agreement, comparison_id}; snapshot names the votes used (count,
+    max id, sha256 of their ids) so a round can say exactly what it trained on. Votes on
+    held-out prompts count as any other (the human evaluation part of a batch trains the
+    reward model too; PPO's rollouts use train prompts only). `exclude_flagged` overrides the
+    project's setting (bench/annotator_quality.py compares both).
     """
     votes = Vote.objects.filter(comparison__project=project).exclude(comparison__status=Comparison.Status.RETIRED)
     excluded = _excluded_annotators(project, exclude_flagged)
@@ -107,6 +107,9 @@ def preference_snapshot(project: Project, *, up_to_vote_id: int | None = None,
             "prompt": comparison.prompt.messages,
             "chosen": chosen.text,
             "rejected": rejected.text,
+            # whether each response ended with EOS (DPO appends EOS only to those that did)
+            "chosen_finished": chosen.finished,
+            "rejected_finished": rejected.finished,
             "margin": sum(margins) / len(margins),
             "agreement": agreement,
         })

@@ -88,6 +88,7 @@ def model_card(checkpoint: Checkpoint) -> str:
         snapshot = training_round.snapshot or {}
         reward = (training_round.metrics or {}).get("reward_summary", {})
         ppo = (training_round.metrics or {}).get("ppo_summary", {}) or node.metrics
+        dpo = (training_round.metrics or {}).get("dpo_summary") or {}
         win = round_win_rate(training_round)
         judged = win["new"] + win["old"] + win["tie"]
         interval = wilson_interval(win["new"] + 0.5 * win["tie"], judged)
@@ -97,12 +98,13 @@ def model_card(checkpoint: Checkpoint) -> str:
             f"| {training_round.number} | {(training_round.config or {}).get('method', 'ppo')} "
             f"| {snapshot.get('votes', '–')} ({snapshot.get('pairs', '–')}) "
             f"| `{snapshot.get('vote_ids_sha256', '–')}` "
-            f"| {_fmt(reward.get('eval_accuracy'))} | {_fmt(ppo.get('final_kl'))} | {rate} | {win['votes']} |")
+            f"| {_fmt(reward.get('eval_accuracy'))} | {_fmt(ppo.get('final_kl', dpo.get('kl_to_round0')))} "
+            f"| {rate} | {win['votes']} |")
         configs.append((training_round.number, training_round.config))
     if len(chain) == 1:
         lines.append("| 0 | – | – | – | – | 0 | – | – |")
     lines += ["", "KL to round 0 is PPO's per-sequence KL to the frozen round-0 reference at the end of the "
-              "round. Win-rate: annotators' votes on the round's samples against its parent's; ties count half.", ""]
+              "round (for a DPO round, the same figure on its answers to held-out prompts; DPO has no reward model). Win-rate: annotators' votes on the round's samples against its parent's; ties count half.", ""]
     lines += ["## Training configs", ""]
     for number, config in configs:
         lines += [f"Round {number}:", "", "```json", json.dumps(config, indent=2, sort_keys=True, default=str),

@@ -1,8 +1,10 @@
 """Training rounds: launch, cancel, and the loop itself (run by a Celery worker).
 
-A round moves queued → snapshot → reward → ppo → generating → done, or ends failed
+A round moves queued → snapshot → reward → ppo → generating → done, or, when its config
+says `"method": "dpo"`, queued → snapshot → dpo → generating → done (no reward model: the
+policy trains on the same preference pairs directly, training/dpo.py); or it ends failed
 (with the error) or cancelled. Its lifecycle (claim, heartbeat, cancel, reaping) is the
-one of every run, in services/runs.py. Its new policy is registered after PPO but becomes
+one of every run, in services/runs.py. Its new policy is registered after PPO (or DPO) but becomes
 the active policy only in the transaction that stores the next batch and marks it done,
 so a round that fails or is cancelled never leaves its policy live.
 """
@@ -28,12 +30,14 @@ from feedback.services.guards import guards_hold_back, round_guards_evaluate
 from feedback.services.runs import (
     RunLost, RunProgress, reap_quietly, run_cancel, run_enqueue, run_execute, run_finish, run_set_stage,
 )
-from training.config import ConfigError, GuardConfig, PPOConfig, RewardConfig, config_from_dict
+from training.config import ConfigError, DPOConfig, GuardConfig, PPOConfig, RewardConfig, config_from_dict
 from training.progress import Cancelled
 
 logger = logging.getLogger(__name__)
 
 ROUND_DEFAULTS = {"min_pairs": 4, "next_batch_prompts": 16}
+# The settings sections each training method uses; the other method's are checked, not kept.
+METHOD_SECTIONS = {"ppo": ("reward", "ppo"), "dpo": ("dpo",)}
 
 
 class RoundError(FieldError):
@@ -41,13 +45,21 @@ class RoundError(FieldError):
 
 
 def round_config_resolve(project: Project, config: dict | None) -> dict:
-    """Fill defaults and validate; every error names the field (e.g. `ppo.steps`)."""
+    """Fill defaults and validate; every error names the field (e.g. `ppo.steps`, `dpo.beta`).
+
+    `method` is "ppo" (reward model then PPO, the default) or "dpo". Sections of the other
+    method are validated too (a bad value is still refused, naming it) but not kept in the
+    resolved config, which holds only what the round will use.
+    """
     config = dict(config or {})
-    known = {"reward", "ppo", "guards", "generation", "aggregation", *ROUND_DEFAULTS}
+    known = {"method", "reward", "ppo", "dpo", "guards", "generation", "aggregation", *ROUND_DEFAULTS}
     unknown = sorted(set(config) - known)
     if unknown:
         raise RoundError(unknown[0], f"unknown setting; known: {', '.join(sorted(known))}")
-    resolved = {}
+    method = config.get("method", "ppo")
+    if not isinstance(method, str) or method not in METHOD_SECTIONS:
+        raise RoundError("method", f"must be one of {', '.join(METHOD_SECTIONS)}")
+    resolved = {"method": method}
     for key, default in ROUND_DEFAULTS.items():
         value = config.get(key, default)
         if not int_in_range(value, 1, 100_000):
@@ -55,11 +67,13 @@ def round_config_resolve(project: Project, config: dict | None) -> dict:
         resolved[key] = value
     # The project's guard limits are the base a round's own settings override.
     config["guards"] = {**(project.guard_settings or {}), **(config.get("guards") or {})}
-    for key, cls in (("reward", RewardConfig), ("ppo", PPOConfig), ("guards", GuardConfig)):
+    for key, cls in (("reward", RewardConfig), ("ppo", PPOConfig), ("dpo", DPOConfig), ("guards", GuardConfig)):
         try:
-            resolved[key] = asdict(config_from_dict(cls, config.get(key)))
+            section = asdict(config_from_dict(cls, config.get(key)))
         except ConfigError as exc:
             raise RoundError(exc.path(key), exc.reason) from None
+        if key == "guards" or key in METHOD_SECTIONS[method]:
+            resolved[key] = section
     resolved["aggregation"] = exports.AGGREGATION_RULE
     try:
         resolved["generation"] = asdict(generation_config(project, config.get("generation")))
@@ -154,7 +168,7 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
         stage_started = now
         # the worker log is where an operator looks first: one line per stage, with its figures
         figures = {"snapshot": training_round.snapshot, "reward": metrics.get("reward_summary"),
-                   "ppo": metrics.get("ppo_summary")}.get(ended) or {}
+                   "ppo": metrics.get("ppo_summary"), "dpo": metrics.get("dpo_summary")}.get(ended) or {}
         logger.info("round %s of %s: %s ended after %.1f s %s; %s starts", training_round.number, project,
                     ended, timings[ended], {k: v for k, v in figures.items() if not isinstance(v, (dict, list, str))},
                     status)
@@ -185,34 +199,18 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
         )
     hooks.check()
 
-    next_stage(TrainingRound.Status.REWARD)
-    previous_reward = latest_reward_model(project)
-    reward_init = checkpoint_verify(previous_reward) if previous_reward else str(reward_base_path(project))
-    reward_path = checkpoint_dir(project, f"round-{training_round.number:03d}-reward")
-    reward_result = _train_stage("reward", {
-        "records": records, "base_path": str(reward_init), "out_dir": str(reward_path),
-        "config": config["reward"], "manifest": {"round": training_round.number, "snapshot": snapshot},
-    }, hooks)
-    reward_ckpt = checkpoint_register(
-        project=project, kind=Checkpoint.Kind.REWARD, path=reward_path, name=f"reward r{training_round.number}",
-        parent=previous_reward, produced_by=training_round, metrics=reward_result["summary"],
-    )
-    metrics["reward_summary"] = reward_result["summary"]
-    TrainingRound.objects.filter(pk=round_id).update(reward_checkpoint=reward_ckpt, metrics=metrics)
-
-    next_stage(TrainingRound.Status.PPO)
     policy_path = checkpoint_dir(project, f"round-{training_round.number:03d}-policy")
-    ppo_result = _train_stage("ppo", {
-        "policy_path": parent.path, "reference_path": reference.path, "reward_path": reward_ckpt.path,
-        "prompts": exports.train_prompts(project), "out_dir": str(policy_path), "config": config["ppo"],
-        "manifest": {"round": training_round.number, "parent_sha256": parent.sha256},
-    }, hooks)
-    metrics["ppo_summary"] = ppo_result["summary"]
+    if config.get("method", "ppo") == "dpo":
+        next_stage(TrainingRound.Status.DPO)
+        policy_summary = _train_policy_dpo(training_round, records, parent, reference, policy_path, hooks, metrics)
+    else:
+        policy_summary = _train_policy_ppo(training_round, records, parent, reference, policy_path, hooks, metrics,
+                                           next_stage)
     hooks.check()
     # Registered, not active: the policy goes live only in the transaction that ends the round.
     policy_ckpt = checkpoint_register(
         project=project, kind=Checkpoint.Kind.POLICY, path=policy_path, name=f"round {training_round.number}",
-        parent=parent, produced_by=training_round, metrics=ppo_result["summary"],
+        parent=parent, produced_by=training_round, metrics=policy_summary,
     )
     training_round.policy_checkpoint = policy_ckpt
     TrainingRound.objects.filter(pk=round_id).update(policy_checkpoint=policy_ckpt, metrics=metrics)
@@ -230,7 +228,7 @@ def _round_body(training_round: TrainingRound, progress: RunProgress, metrics: d
     TrainingRound.objects.filter(pk=round_id).update(metrics=metrics)
     hooks.check()
     if guards_hold_back(guards):
-        timings[TrainingRound.Status.PPO] = round(time.monotonic() - stage_started, 2)
+        timings[training_round.status] = round(time.monotonic() - stage_started, 2)
         tripped = ", ".join(guards["tripped"])
         return {"status": TrainingRound.Status.NEEDS_REVIEW, "metrics": metrics, "timings": timings,
                 "error": f"held for review: the new policy tripped the degeneration guard(s) {tripped}; "
@@ -274,6 +272,60 @@ def _train_stage(stage: str, spec: dict, hooks) -> dict:
 
     return run_stage(stage, spec, hooks, processes=settings.RLHF_TRAIN_PROCESSES,
                      launcher_args=settings.RLHF_TORCHRUN_ARGS)
+
+
+def _train_policy_ppo(training_round: TrainingRound, records: list[dict], parent: Checkpoint, reference: Checkpoint,
+                      policy_path, hooks, metrics: dict, next_stage) -> dict:
+    """Reward model on the pairs, then PPO against it; returns PPO's summary (the policy's metrics)."""
+    project, round_id = training_round.project, training_round.pk
+    config = training_round.config
+    next_stage(TrainingRound.Status.REWARD)
+    previous_reward = latest_reward_model(project)
+    reward_init = checkpoint_verify(previous_reward) if previous_reward else str(reward_base_path(project))
+    reward_path = checkpoint_dir(project, f"round-{training_round.number:03d}-reward")
+    reward_result = _train_stage("reward", {
+        "records": records, "base_path": str(reward_init), "out_dir": str(reward_path),
+        "config": config["reward"], "manifest": {"round": training_round.number, "snapshot": training_round.snapshot},
+    }, hooks)
+    reward_ckpt = checkpoint_register(
+        project=project, kind=Checkpoint.Kind.REWARD, path=reward_path, name=f"reward r{training_round.number}",
+        parent=previous_reward, produced_by=training_round, metrics=reward_result["summary"],
+    )
+    metrics["reward_summary"] = reward_result["summary"]
+    TrainingRound.objects.filter(pk=round_id).update(reward_checkpoint=reward_ckpt, metrics=metrics)
+
+    next_stage(TrainingRound.Status.PPO)
+    ppo_result = _train_stage("ppo", {
+        "policy_path": parent.path, "reference_path": reference.path, "reward_path": reward_ckpt.path,
+        "prompts": exports.train_prompts(project), "out_dir": str(policy_path), "config": config["ppo"],
+        "manifest": {"round": training_round.number, "parent_sha256": parent.sha256},
+    }, hooks)
+    metrics["ppo_summary"] = ppo_result["summary"]
+    return ppo_result["summary"]
+
+
+def _train_policy_dpo(training_round: TrainingRound, records: list[dict], parent: Checkpoint, reference: Checkpoint,
+                      policy_path, hooks, metrics: dict) -> dict:
+    """DPO on the pairs, from the parent with round 0 as the reference; returns DPO's summary.
+    It runs in this worker (RLHF_TRAIN_PROCESSES applies to the reward and PPO stages).
+
+    Every pair of the snapshot trains (no replay sample as for the reward model): with round 0
+    as the reference the objective is the same each round, see training/dpo.py. Its KL to
+    round 0 is measured on the prompts the guards answer.
+    """
+    from feedback.selectors.prompts import guard_prompts
+    from training.dpo import train_dpo
+
+    config = config_from_dict(DPOConfig, training_round.config["dpo"])
+    kl_prompts = [p.messages for p in guard_prompts(training_round.project, config.kl_prompts)[0]]
+    result = train_dpo(
+        parent.path, reference.path, records, policy_path, config, hooks,
+        manifest={"round": training_round.number, "parent_sha256": parent.sha256,
+                  "snapshot": training_round.snapshot},
+        kl_prompts=kl_prompts,
+    )
+    metrics["dpo_summary"] = result["summary"]
+    return result["summary"]
 
 
 def round_review(*, training_round: TrainingRound, decision: str, user: AbstractUser | None = None,

@@ -7,7 +7,7 @@
   if (!root) return;
   var url = root.getAttribute("data-status-url");
   var fmt = function (v) { return window.RLHFCharts ? window.RLHFCharts.fmt(v) : String(v); };
-  var chartSizes = { reward: -1, ppo: -1 };
+  var chartSizes = { reward: -1, ppo: -1, dpo: -1 };
   var timer = null;
 
   function $(id) { return document.getElementById(id); }
@@ -71,12 +71,13 @@
     show("round-cancel-form", !st.final);
     show("round-retry-form", ["failed", "cancelled", "discarded"].includes(st.status));
 
-    ["reward", "ppo"].forEach(function (part) {
-      var charts = st.charts[part];
+    ["reward", "ppo", "dpo"].forEach(function (part) {
+      var charts = st.charts[part] || [];
+      var target = $("round-charts-" + part);  // a DPO round's page has no reward or PPO charts, and the other way round
       var size = charts.length ? charts[0].y.length : 0;
-      if (size !== chartSizes[part] && window.RLHFCharts) {
+      if (target && size !== chartSizes[part] && window.RLHFCharts) {
         chartSizes[part] = size;
-        window.RLHFCharts.render($("round-charts-" + part), charts, "steps");
+        window.RLHFCharts.render(target, charts, "steps");
       }
     });
     root.setAttribute("data-final", st.final ? "true" : "false");

@@ -22,6 +22,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from feedback.models import Project
+from feedback.selectors.rounds import round_kl_to_round0
 from feedback.services.rounds import RoundError, round_execute, round_launch
 from feedback.services.generation import generation_config
 from feedback.services.simulation import (
@@ -135,27 +136,25 @@ class Command(BaseCommand):
             training_round = round_execute(training_round.pk)
             if training_round.status not in ("done", "needs_review"):
                 raise CommandError(f"round {training_round.number} {training_round.status}: {training_round.error}")
-            reward = training_round.metrics["reward_summary"]
-            ppo = training_round.metrics["ppo_summary"]
+            metrics = training_round.metrics
             reference, active = reference_and_active(project)
             result = oracle_compare(oracle, held_out_responses(active, prompts, samples, generation, hooks), baseline, samples)
             round_seconds = (training_round.finished_at - training_round.started_at).total_seconds()
+            method = training_round.config.get("method", "ppo")
             rounds.append({
-                "round": training_round.number, "votes": counts, "eval": result,
-                "reward_eval_accuracy": reward.get("eval_accuracy"), "reward_eval_pairs": reward.get("eval_pairs"),
-                "ppo_mean_kl": ppo["mean_kl"], "ppo_final_kl": ppo["final_kl"], "ppo_mean_score": ppo["mean_score"],
-                "ppo_final_kl_coef": ppo.get("final_kl_coef"), "ppo_early_stopped": ppo.get("early_stopped"),
-                "ppo_stop_reason": ppo.get("stop_reason"), "status": training_round.status,
-                "guards": guard_summary(training_round.metrics),
+                "round": training_round.number, "method": method, "votes": counts, "eval": result,
+                "kl_to_round0": round_kl_to_round0(metrics), "status": training_round.status,
+                **_method_figures(metrics, method),
+                "guards": guard_summary(metrics),
                 "round_seconds": round_seconds, "stage_seconds": training_round.timings,
                 "simulated_seconds": time.monotonic() - started,
             })
             self.stdout.write(self.style.SUCCESS(
-                f"round {n} ({training_round.number}): {self._describe(result)}; "
-                f"RM held-out accuracy {reward.get('eval_accuracy')}, KL to round 0 {ppo['final_kl']:.3f} "
-                f"(mean over steps {ppo['mean_kl']:.3f}), mean score {ppo['mean_score']:.3f}; "
+                f"round {n} ({training_round.number}{', DPO' if method == 'dpo' else ''}): {self._describe(result)}; "
+                f"{_describe_training(metrics, method)}; "
                 f"round {round_seconds:.0f} s, with votes and evaluation {time.monotonic() - started:.0f} s"
             ))
+            ppo = metrics.get("ppo_summary") or {}
             if ppo.get("final_kl_coef") is not None:
                 self.stdout.write(f"    KL coefficient at the end {ppo['final_kl_coef']:.4f}"
                                   + (f"; stopped early: {ppo['stop_reason']}" if ppo.get("early_stopped") else ""))
@@ -184,3 +183,32 @@ class Command(BaseCommand):
         )
         return (f"win-rate vs round 0 = {result['win_rate']:.2f} over {result['pairs']} pairs, "
                 f"{result['prompts_preferring_new']:.0%} of {result['prompts']} held-out prompts prefer it{hits}")
+
+
+def _method_figures(metrics: dict, method: str) -> dict:
+    """The report's training figures of one round: the reward model and PPO's, or DPO's."""
+    if method == "dpo":
+        dpo = metrics.get("dpo_summary") or {}
+        return {f"dpo_{k}": dpo.get(k) for k in ("train_accuracy", "train_margin", "eval_accuracy", "eval_margin",
+                                                  "eval_loss", "eval_pairs", "kl_to_round0", "seconds")}
+    reward, ppo = metrics.get("reward_summary") or {}, metrics.get("ppo_summary") or {}
+    return {
+        "reward_eval_accuracy": reward.get("eval_accuracy"), "reward_eval_pairs": reward.get("eval_pairs"),
+        "ppo_mean_kl": ppo.get("mean_kl"), "ppo_final_kl": ppo.get("final_kl"), "ppo_mean_score": ppo.get("mean_score"),
+        "ppo_final_kl_coef": ppo.get("final_kl_coef"), "ppo_early_stopped": ppo.get("early_stopped"),
+        "ppo_stop_reason": ppo.get("stop_reason"),
+    }
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _describe_training(metrics: dict, method: str) -> str:
+    if method == "dpo":
+        dpo = metrics.get("dpo_summary") or {}
+        return (f"DPO held-out accuracy {_fmt(dpo.get('eval_accuracy'))} on {dpo.get('eval_pairs')} pairs, "
+                f"margin {_fmt(dpo.get('eval_margin'))}, KL to round 0 {_fmt(dpo.get('kl_to_round0'))}")
+    reward, ppo = metrics.get("reward_summary") or {}, metrics.get("ppo_summary") or {}
+    return (f"RM held-out accuracy {reward.get('eval_accuracy')}, KL to round 0 {_fmt(ppo.get('final_kl'))} "
+            f"(mean over steps {_fmt(ppo.get('mean_kl'))}), mean score {_fmt(ppo.get('mean_score'))}")
