@@ -146,8 +146,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         except RequestDataTooBig:
             return Response(RowError(0, "body", too_big_message()).as_dict(),
                             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        created = importer(project=project, rows=parse_rows(body, request.content_type), **options)
-        return Response({"imported": len(created)}, status=status_code)
+        imported = importer(project=project, rows=parse_rows(body, request.content_type), **options)
+        return Response({"imported": imported}, status=status_code)
 
     @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR,
                             "text/csv": OpenApiTypes.STR}, responses={201: OpenApiTypes.OBJECT})
@@ -155,8 +155,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             throttle_scope="imports")
     def import_prompts(self, request, pk=None):
         """Import prompts (JSON list, JSONL or CSV); all or nothing."""
-        return self._import(request, lambda project, rows, **options: prompts_import(
-            project=project, rows=rows, source="api", **options))
+        return self._import(request, lambda project, rows, **options: len(prompts_import(
+            project=project, rows=rows, source="api", **options)))
 
     @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR},
                    responses={201: OpenApiTypes.OBJECT})
