@@ -269,10 +269,13 @@ def vote_create(request, comparison_id: int):
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
     # another project's comparison is answered as if it did not exist
-    comparison = get_object_or_404(Comparison, pk=comparison_id, project__in=projects_for_user(request.user))
-    assignment = Assignment.objects.filter(comparison=comparison, annotator=request.user).first()
+    assignment = (Assignment.objects.select_related("comparison")
+                  .filter(comparison_id=comparison_id, annotator=request.user,
+                          comparison__project__in=projects_for_user(request.user)).first())
     if assignment is None:
+        get_object_or_404(Comparison, pk=comparison_id, project__in=projects_for_user(request.user))
         raise ValidationError({"comparison": "fetch it with comparisons/next/ before voting"})
+    comparison = assignment.comparison
     choice = data["choice"]
     shown = [comparison.sample_a_id, comparison.sample_b_id] if assignment.left_is_a else [
         comparison.sample_b_id, comparison.sample_a_id]

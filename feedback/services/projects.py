@@ -111,6 +111,10 @@ def _apply_split(prepared: list[dict], holdout_percent: int) -> None:
     their text, so the preview and the import pick the same rows and a re-upload does too."""
     undecided = [r for r in prepared if r["split"] is None]
     held = round(len(undecided) * holdout_percent / 100)
+    if not held:  # nothing held out: no need to rank 100,000 rows by hash
+        for r in undecided:
+            r["split"] = Prompt.Split.TRAIN
+        return
     ranked = sorted(undecided, key=lambda r: hashlib.sha256(repr(r["messages"]).encode()).hexdigest())
     for i, r in enumerate(ranked):
         r["split"] = Prompt.Split.HELD_OUT if i < held else Prompt.Split.TRAIN
@@ -490,34 +494,40 @@ def _pairs_copy(project: Project, prepared: list[dict], source: str) -> None:
     comparison can name it without reading anything back: three sequence reads and
     three COPY streams, whatever the number of pairs (the ORM path is a round trip and
     a RETURNING list per 2,000 rows of each table, ~15x slower). The column values are
-    the ORM path's, defaults included; test_import_speed compares the two.
+    the ORM path's, defaults included; tests/feedback/test_pair_import.py compares the two.
     """
     import json
 
     from django.db import connection
+    from psycopg.copy import QueuedLibpqWriter
 
     from feedback.models import Comparison, Sample
 
     count = len(prepared)
     now = timezone.now()
     dumps = json.dumps  # what JSONField stores; jsonb normalises the text either way
-    with connection.cursor() as wrapper:
+    # wrap_database_errors: psycopg's errors raised as Django's (IntegrityError, ...), as on any query
+    with connection.cursor() as wrapper, connection.wrap_database_errors:
         prompt_ids = _reserve_ids(wrapper, Prompt._meta.db_table, count)
         sample_ids = _reserve_ids(wrapper, Sample._meta.db_table, 2 * count)
         comparison_ids = _reserve_ids(wrapper, Comparison._meta.db_table, count)
         cursor = wrapper.cursor  # psycopg's own cursor: COPY is not in the DB-API
-        with cursor.copy(f"COPY {Prompt._meta.db_table} (id, project_id, messages, source, split, tags, created_at) "
-                         "FROM STDIN") as copy:
+
+        def copy_to(table, columns):
+            # a writer thread sends while this one formats rows: the server works meanwhile
+            return cursor.copy(f"COPY {table} ({columns}) FROM STDIN", writer=QueuedLibpqWriter(cursor))
+
+        with copy_to(Prompt._meta.db_table, "id, project_id, messages, source, split, tags, created_at") as copy:
             for pk, r in zip(prompt_ids, prepared):
                 copy.write_row((pk, project.pk, dumps(r["messages"]), source, r["split"], dumps(r["tags"]), now))
-        with cursor.copy(f"COPY {Sample._meta.db_table} (id, prompt_id, checkpoint_id, model_name, text, "
-                         "generation_params, token_count, finished, created_at) FROM STDIN") as copy:
+        with copy_to(Sample._meta.db_table, "id, prompt_id, checkpoint_id, model_name, text, generation_params, "
+                     "token_count, finished, created_at") as copy:
             for i, (prompt_id, r) in enumerate(zip(prompt_ids, prepared)):
                 copy.write_row((sample_ids[2 * i], prompt_id, None, r["model_a"], r["response_a"], "{}", 0, True, now))
                 copy.write_row((sample_ids[2 * i + 1], prompt_id, None, r["model_b"], r["response_b"], "{}", 0, True,
                                 now))
-        with cursor.copy(f"COPY {Comparison._meta.db_table} (id, project_id, prompt_id, sample_a_id, sample_b_id, "
-                         "batch, round_id, votes_needed, status, gold_choice, created_at) FROM STDIN") as copy:
+        with copy_to(Comparison._meta.db_table, "id, project_id, prompt_id, sample_a_id, sample_b_id, batch, "
+                     "round_id, votes_needed, status, gold_choice, created_at") as copy:
             for i, (pk, prompt_id, r) in enumerate(zip(comparison_ids, prompt_ids, prepared)):
                 copy.write_row((pk, project.pk, prompt_id, sample_ids[2 * i], sample_ids[2 * i + 1], 0, None,
                                 project.votes_per_comparison, Comparison.Status.OPEN.value, r["gold"], now))
