@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 from django.utils import timezone
 
-from feedback.models import Assignment, Checkpoint, Job, Project, ProjectMembership, Prompt
+from feedback.models import Assignment, Checkpoint, Comparison, Job, Project, ProjectMembership, Prompt, Sample
 from feedback.selectors.checkpoints import reference_policy
 from feedback.services.checkpoints import checkpoint_register
 from feedback.services.errors import FieldError, RowError, int_in_range
@@ -448,9 +448,9 @@ def comparisons_import(*, project: Project, rows: list, source: str = "import", 
 
     prepared = comparison_rows_prepare(rows, holdout_percent=holdout_percent, tags=tags)
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            _pairs_copy(project, prepared, source)
-        else:
+        if connection.vendor in ("postgresql", "sqlite"):
+            _pairs_write(project, prepared, source)
+        else:  # not a database this project supports today; kept as the reference the tests compare with
             _pairs_bulk_create(project, prepared, source)
     if len(prepared) >= 1000:
         refresh_planner_statistics()
@@ -460,7 +460,6 @@ def comparisons_import(*, project: Project, rows: list, source: str = "import", 
 def _pairs_bulk_create(project: Project, prepared: list[dict], source: str) -> None:
     """Any database: a prompt, two samples and a comparison per pair, by bulk inserts in
     chunks (100,000 pairs are 400,000 rows)."""
-    from feedback.models import Comparison, Sample
 
     for start in range(0, len(prepared), 2000):
         chunk = prepared[start:start + 2000]
@@ -480,54 +479,91 @@ def _pairs_bulk_create(project: Project, prepared: list[dict], source: str) -> N
         ])
 
 
-def _reserve_ids(cursor, table: str, count: int) -> list[int]:
-    """`count` fresh primary keys of `table` from its sequence, in one round trip. Ids
-    taken and then rolled back are skipped, as with any insert; no two callers share one."""
-    cursor.execute(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", [count])
-    return sorted(row[0] for row in cursor.fetchall())
+PAIR_COLUMNS = {
+    "prompt": "id, project_id, messages, source, split, tags, created_at",
+    "sample": "id, prompt_id, checkpoint_id, model_name, text, generation_params, token_count, finished, created_at",
+    "comparison": "id, project_id, prompt_id, sample_a_id, sample_b_id, batch, round_id, votes_needed, status, "
+                  "gold_choice, created_at",
+}
+"""The columns `_pair_rows` fills, per table: every column, so no default is left to the ORM."""
 
 
-def _pairs_copy(project: Project, prepared: list[dict], source: str) -> None:
-    """PostgreSQL: the same rows as `_pairs_bulk_create`, written with COPY.
-
-    The ids come from the tables' sequences first, so each prompt's samples and
-    comparison can name it without reading anything back: three sequence reads and
-    three COPY streams, whatever the number of pairs (the ORM path is a round trip and
-    a RETURNING list per 2,000 rows of each table, ~15x slower). The column values are
-    the ORM path's, defaults included; tests/feedback/test_pair_import.py compares the two.
-    """
+def _pair_rows(project: Project, prepared: list[dict], source: str, ids: dict, now) -> dict:
+    """The rows of the three tables for `prepared` pairs, as iterators in PAIR_COLUMNS
+    order, with the values the ORM would write (defaults included; test_pair_import
+    compares the two)."""
     import json
 
+    dumps = json.dumps  # what JSONField stores
+    prompt_ids, sample_ids = ids["prompt"], ids["sample"]
+    votes_needed, status = project.votes_per_comparison, Comparison.Status.OPEN.value
+    return {
+        "prompt": ((pk, project.pk, dumps(r["messages"]), source, r["split"], dumps(r["tags"]), now)
+                   for pk, r in zip(prompt_ids, prepared)),
+        "sample": ((sample_ids[2 * i + k], prompt_id, None, r[f"model_{side}"], r[f"response_{side}"], "{}", 0, True,
+                    now)
+                   for i, (prompt_id, r) in enumerate(zip(prompt_ids, prepared)) for k, side in enumerate("ab")),
+        "comparison": ((pk, project.pk, prompt_id, sample_ids[2 * i], sample_ids[2 * i + 1], 0, None, votes_needed,
+                        status, r["gold"], now)
+                       for i, (pk, prompt_id, r) in enumerate(zip(ids["comparison"], prompt_ids, prepared))),
+    }
+
+
+PAIR_TABLES = {"prompt": Prompt, "sample": Sample, "comparison": Comparison}
+PAIR_COUNTS = {"prompt": 1, "sample": 2, "comparison": 1}
+"""Rows per pair in each table."""
+
+
+def _reserve_ids(cursor, vendor: str, table: str, count: int) -> list[int]:
+    """`count` fresh primary keys of `table`, in one round trip, that no other writer can
+    take (ids reserved and then rolled back are skipped, as with any insert).
+
+    PostgreSQL: from the table's sequence. SQLite: by moving the table's AUTOINCREMENT
+    counter past them; that UPDATE takes the database's one write lock, which the
+    transaction then holds until it ends, and SQLite never hands out an id at or below
+    the counter.
+    """
+    if vendor == "postgresql":
+        cursor.execute(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)",
+                       [count])
+        return sorted(row[0] for row in cursor.fetchall())
+    cursor.execute("INSERT INTO sqlite_sequence (name, seq) SELECT %s, 0 "
+                   "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = %s)", [table, table])
+    cursor.execute(f"UPDATE sqlite_sequence SET seq = max(seq, (SELECT coalesce(max(id), 0) FROM {table})) + %s "
+                   "WHERE name = %s RETURNING seq", [count, table])
+    top = cursor.fetchone()[0]
+    return list(range(top - count + 1, top + 1))
+
+
+def _pairs_write(project: Project, prepared: list[dict], source: str) -> None:
+    """The rows of `_pairs_bulk_create`, written without the ORM: ids reserved first, so
+    each prompt's samples and comparison can name it without reading anything back.
+
+    PostgreSQL: three COPY streams, whatever the number of pairs. SQLite: one
+    executemany per table. The ORM path costs a round trip and a RETURNING list per
+    ~100 to 2,000 rows of each table, and builds a model object per row: bench/
+    profile_requests.py compares them.
+    """
     from django.db import connection
-    from psycopg.copy import QueuedLibpqWriter
 
-    from feedback.models import Comparison, Sample
-
-    count = len(prepared)
-    now = timezone.now()
-    dumps = json.dumps  # what JSONField stores; jsonb normalises the text either way
+    vendor = connection.vendor
+    now = connection.ops.adapt_datetimefield_value(timezone.now())  # SQLite stores text, in UTC
     # wrap_database_errors: psycopg's errors raised as Django's (IntegrityError, ...), as on any query
     with connection.cursor() as wrapper, connection.wrap_database_errors:
-        prompt_ids = _reserve_ids(wrapper, Prompt._meta.db_table, count)
-        sample_ids = _reserve_ids(wrapper, Sample._meta.db_table, 2 * count)
-        comparison_ids = _reserve_ids(wrapper, Comparison._meta.db_table, count)
-        cursor = wrapper.cursor  # psycopg's own cursor: COPY is not in the DB-API
+        ids = {name: _reserve_ids(wrapper, vendor, PAIR_TABLES[name]._meta.db_table, PAIR_COUNTS[name] * len(prepared))
+               for name in PAIR_TABLES}
+        rows = _pair_rows(project, prepared, source, ids, now)
+        for name, model in PAIR_TABLES.items():
+            table, columns = model._meta.db_table, PAIR_COLUMNS[name]
+            if vendor == "postgresql":
+                from psycopg.copy import QueuedLibpqWriter
 
-        def copy_to(table, columns):
-            # a writer thread sends while this one formats rows: the server works meanwhile
-            return cursor.copy(f"COPY {table} ({columns}) FROM STDIN", writer=QueuedLibpqWriter(cursor))
-
-        with copy_to(Prompt._meta.db_table, "id, project_id, messages, source, split, tags, created_at") as copy:
-            for pk, r in zip(prompt_ids, prepared):
-                copy.write_row((pk, project.pk, dumps(r["messages"]), source, r["split"], dumps(r["tags"]), now))
-        with copy_to(Sample._meta.db_table, "id, prompt_id, checkpoint_id, model_name, text, generation_params, "
-                     "token_count, finished, created_at") as copy:
-            for i, (prompt_id, r) in enumerate(zip(prompt_ids, prepared)):
-                copy.write_row((sample_ids[2 * i], prompt_id, None, r["model_a"], r["response_a"], "{}", 0, True, now))
-                copy.write_row((sample_ids[2 * i + 1], prompt_id, None, r["model_b"], r["response_b"], "{}", 0, True,
-                                now))
-        with copy_to(Comparison._meta.db_table, "id, project_id, prompt_id, sample_a_id, sample_b_id, batch, "
-                     "round_id, votes_needed, status, gold_choice, created_at") as copy:
-            for i, (pk, prompt_id, r) in enumerate(zip(comparison_ids, prompt_ids, prepared)):
-                copy.write_row((pk, project.pk, prompt_id, sample_ids[2 * i], sample_ids[2 * i + 1], 0, None,
-                                project.votes_per_comparison, Comparison.Status.OPEN.value, r["gold"], now))
+                # a writer thread sends while this one formats rows: the server works meanwhile
+                with wrapper.cursor.copy(f"COPY {table} ({columns}) FROM STDIN",
+                                         writer=QueuedLibpqWriter(wrapper.cursor)) as copy:
+                    for row in rows[name]:
+                        copy.write_row(row)
+            else:
+                placeholders = ", ".join(["%s"] * (columns.count(",") + 1))
+                # a list: Django's debug cursor (query counting) takes len() of it
+                wrapper.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", list(rows[name]))

@@ -1,10 +1,12 @@
 """Importing pairs stores exactly what was sent, all or nothing, whichever way it is written.
 
-On PostgreSQL the import uses COPY (`_pairs_copy`); everywhere else, and before it,
-bulk_create (`_pairs_bulk_create`). Both must store the same rows.
+The import writes its rows without the ORM (`_pairs_write`: COPY on PostgreSQL,
+executemany on SQLite, ids reserved first); before, it used bulk_create
+(`_pairs_bulk_create`, kept as the reference). Both must store the same rows.
 """
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from feedback.models import Comparison, Prompt, Sample
 from feedback.services import projects as service
@@ -31,7 +33,8 @@ def _stored(project) -> list[dict]:
          "b": (c.sample_b.text, c.sample_b.model_name, c.sample_b.checkpoint_id, c.sample_b.generation_params,
                c.sample_b.token_count, c.sample_b.finished, c.sample_b.prompt_id == c.prompt_id),
          "votes_needed": c.votes_needed, "status": c.status, "gold": c.gold_choice, "batch": c.batch,
-         "round": c.round_id, "has_time": c.created_at is not None and c.prompt.created_at is not None}
+         "round": c.round_id, "stamped_now": all(abs((timezone.now() - t).total_seconds()) < 600
+                            for t in (c.created_at, c.prompt.created_at, c.sample_a.created_at))}
         for c in Comparison.objects.filter(project=project).select_related("prompt", "sample_a", "sample_b")
         .order_by("id")
     ]
@@ -48,21 +51,23 @@ def test_an_import_stores_the_text_as_sent(tiny_models):
     assert stored[2]["a"][0] == "a " * 2000
     assert {(s["votes_needed"], s["status"], s["source"], s["batch"], s["round"]) for s in stored} == {
         (3, "open", "import", 0, None)}
-    assert all(s["a"][2:] == (None, {}, 0, True, True) and s["has_time"] for s in stored)
+    assert all(s["a"][2:] == (None, {}, 0, True, True) and s["stamped_now"] for s in stored)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY is the PostgreSQL path")
-def test_copy_stores_what_bulk_create_stores(tiny_models):
+def test_the_fast_path_stores_what_bulk_create_stores(tiny_models):
     by_copy = make_project(tiny_models, name="copy", first_batch=0, overlap=2)
     by_orm = make_project(tiny_models, name="orm", first_batch=0, overlap=2)
     prepared = comparison_rows_prepare(ROWS * 3, holdout_percent=30)
     with transaction.atomic():
-        service._pairs_copy(by_copy, prepared, "import")
+        service._pairs_write(by_copy, prepared, "import")
         service._pairs_bulk_create(by_orm, prepared, "import")
     assert len(_stored(by_copy)) == 9 and _stored(by_copy) == _stored(by_orm)
-    # the sequences moved past the ids COPY used: the ORM's next insert gets a fresh one
+    # the id counters moved past the ids the fast path used: the ORM's next inserts get fresh ones
+    with transaction.atomic():
+        service._pairs_write(by_copy, prepared[:2], "import")
     prompt = Prompt.objects.create(project=by_orm, messages=[{"role": "user", "content": "next"}])
     assert prompt.pk > Prompt.objects.filter(project=by_copy).order_by("-pk").first().pk
+    assert Comparison.objects.filter(project=by_copy).count() == 11
 
 
 def test_a_bad_row_late_in_a_large_import_stores_nothing(tiny_models):
