@@ -5,7 +5,7 @@
     ... bench/profile_requests.py --pairs 100000 --requests 50 --show-queries
 
 Creates the tables if needed (migrate) and fresh projects. Import: `comparisons_import`
-(validation + COPY on PostgreSQL, bulk_create elsewhere + ANALYZE) against the baseline,
+(validation, then COPY on PostgreSQL or executemany on SQLite, ANALYZE) against the baseline,
 same run, same rows: the ORM bulk_create path every database used before (validation
 included in both); then the same import through `POST .../comparisons/import/` (JSON
 parsing and the in-process HTTP stack added). Requests: an annotator loops over
@@ -145,12 +145,20 @@ def _measure(timers, label, send, table, queries_out):
     from django.test.utils import CaptureQueriesContext
 
     timers.reset()
-    with CaptureQueriesContext(connection) as captured:
+    sql_seconds = [0.0]
+
+    def timed(execute, sql, params, many, context):  # Django records query times in ms, too coarse for SQLite
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            sql_seconds[0] += time.perf_counter() - started
+
+    with CaptureQueriesContext(connection) as captured, connection.execute_wrapper(timed):
         started = time.perf_counter()
         response = send()
         total = time.perf_counter() - started
-    sql = sum(float(q["time"]) for q in captured.captured_queries)
-    table.setdefault(label, []).append((len(captured), total, sql, timers.template, timers.json))
+    table.setdefault(label, []).append((len(captured), total, sql_seconds[0], timers.template, timers.json))
     queries_out[label] = [q["sql"] for q in captured.captured_queries]
     return response
 
@@ -218,7 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3, help="import runs of each path")
-    parser.add_argument("--requests", type=int, default=30, help="fetch + vote loops, page and API each")
+    parser.add_argument("--requests", type=int, default=30, help="fetch + vote loops, page and API each (0: none)")
     parser.add_argument("--show-queries", action="store_true", help="print the SQL of the last request of each kind")
     parser.add_argument("--skip-import", action="store_true")
     args = parser.parse_args()
@@ -230,7 +238,8 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     if not args.skip_import:
         bench_import(args.pairs, args.repeats)
-    bench_requests(args.requests, args.show_queries)
+    if args.requests:
+        bench_requests(args.requests, args.show_queries)
 
 
 if __name__ == "__main__":
