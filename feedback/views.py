@@ -36,7 +36,8 @@ def _project_for(request) -> Project | None:
     project_id = request.GET.get("project") or request.POST.get("project")
     if project_id:
         project = project_for_user(request.user, project_id)  # 404 for other people's projects
-        request.session[ANNOTATE_PROJECT_KEY] = project.pk
+        if request.session.get(ANNOTATE_PROJECT_KEY) != project.pk:  # unchanged: no session write
+            request.session[ANNOTATE_PROJECT_KEY] = project.pk
         return project
     mine = projects_for_user(request.user, include_archived=False)
     remembered = request.session.get(ANNOTATE_PROJECT_KEY)
@@ -48,8 +49,8 @@ def _project_for(request) -> Project | None:
     return with_work or mine.first()
 
 
-def _annotate_url(project: Project) -> str:
-    return f"{reverse('feedback:annotate')}?project={project.pk}"
+def _annotate_url(project_id: int) -> str:
+    return f"{reverse('feedback:annotate')}?project={project_id}"
 
 
 @login_required
@@ -84,12 +85,11 @@ def annotate(request):
 @require_POST
 def annotate_vote(request, assignment_id: int):
     assignment = get_object_or_404(Assignment.objects.select_related("comparison"), pk=assignment_id, annotator=request.user)
-    project = assignment.comparison.project
     form = VoteForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Your vote was not saved: " + "; ".join(
             f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()))
-        return HttpResponseRedirect(_annotate_url(project))
+        return HttpResponseRedirect(_annotate_url(assignment.comparison.project_id))
     left_is_a = assignment.left_is_a
     choice = screen_choice(form.cleaned_data["side"], left_is_a=left_is_a)
     try:
@@ -105,7 +105,7 @@ def annotate_vote(request, assignment_id: int):
     else:
         request.session[ANNOTATE_FLASH_KEY] = {"status": "changed" if result.changed else "saved",
                                                "vote": result.vote.pk}
-    return HttpResponseRedirect(_annotate_url(project))
+    return HttpResponseRedirect(_annotate_url(assignment.comparison.project_id))
 
 
 @login_required
@@ -118,7 +118,7 @@ def annotate_skip(request, assignment_id: int):
         request.session[ANNOTATE_FLASH_KEY] = {"status": "skipped"}
     else:
         messages.error(request, "Choose why you skip.")
-    return HttpResponseRedirect(_annotate_url(assignment.comparison.project))
+    return HttpResponseRedirect(_annotate_url(assignment.comparison.project_id))
 
 
 @staff_member_required

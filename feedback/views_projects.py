@@ -277,16 +277,16 @@ def project_prompts_confirm(request, project_id: int):
     if "cancel" in request.POST:
         messages.info(request, f"{pending['filename']}: nothing imported.")
         return redirect("feedback:studio_prompts", project_id=project.pk)
-    importer = prompts_import if pending["kind"] == "prompts" else comparisons_import
+    importer = (lambda **kw: len(prompts_import(**kw))) if pending["kind"] == "prompts" else comparisons_import
     try:
-        created = importer(project=project, rows=parse_rows(body, pending["content_type"]),
+        imported = importer(project=project, rows=parse_rows(body, pending["content_type"]),
                            source=f"upload:{pending['filename']}"[:200], holdout_percent=pending["holdout_percent"],
                            tags=pending["tags"])
     except FieldError as exc:  # the rows were checked at preview; only a changed project could fail now
         messages.error(request, f"Nothing imported: {exc}")
     else:
         what = "prompts" if pending["kind"] == "prompts" else "pairs"
-        messages.success(request, f"Imported {len(created)} {what} from {pending['filename']}.")
+        messages.success(request, f"Imported {imported} {what} from {pending['filename']}.")
     return redirect("feedback:studio_prompts", project_id=project.pk)
 
 

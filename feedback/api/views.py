@@ -146,8 +146,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         except RequestDataTooBig:
             return Response(RowError(0, "body", too_big_message()).as_dict(),
                             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        created = importer(project=project, rows=parse_rows(body, request.content_type), **options)
-        return Response({"imported": len(created)}, status=status_code)
+        imported = importer(project=project, rows=parse_rows(body, request.content_type), **options)
+        return Response({"imported": imported}, status=status_code)
 
     @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR,
                             "text/csv": OpenApiTypes.STR}, responses={201: OpenApiTypes.OBJECT})
@@ -155,8 +155,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
             throttle_scope="imports")
     def import_prompts(self, request, pk=None):
         """Import prompts (JSON list, JSONL or CSV); all or nothing."""
-        return self._import(request, lambda project, rows, **options: prompts_import(
-            project=project, rows=rows, source="api", **options))
+        return self._import(request, lambda project, rows, **options: len(prompts_import(
+            project=project, rows=rows, source="api", **options)))
 
     @extend_schema(request={"application/json": OpenApiTypes.ANY, "application/x-ndjson": OpenApiTypes.STR},
                    responses={201: OpenApiTypes.OBJECT})
@@ -269,10 +269,13 @@ def vote_create(request, comparison_id: int):
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
     # another project's comparison is answered as if it did not exist
-    comparison = get_object_or_404(Comparison, pk=comparison_id, project__in=projects_for_user(request.user))
-    assignment = Assignment.objects.filter(comparison=comparison, annotator=request.user).first()
+    assignment = (Assignment.objects.select_related("comparison")
+                  .filter(comparison_id=comparison_id, annotator=request.user,
+                          comparison__project__in=projects_for_user(request.user)).first())
     if assignment is None:
+        get_object_or_404(Comparison, pk=comparison_id, project__in=projects_for_user(request.user))
         raise ValidationError({"comparison": "fetch it with comparisons/next/ before voting"})
+    comparison = assignment.comparison
     choice = data["choice"]
     shown = [comparison.sample_a_id, comparison.sample_b_id] if assignment.left_is_a else [
         comparison.sample_b_id, comparison.sample_a_id]

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -68,6 +68,9 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
                 status=Assignment.Status.RESERVED, reserved_until__lte=now))
             .annotate(taken=_taken(now))
             .filter(taken__lt=F("votes_needed"))
+            # whether a reservation of theirs expired on it, so renewing it costs a query only then
+            .annotate(mine_expired=Exists(Assignment.objects.filter(
+                comparison=OuterRef("pk"), annotator=annotator, status=Assignment.Status.RESERVED)))
             .order_by("id")
         )
         with transaction.atomic():
@@ -83,7 +86,8 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
                     continue
                 try:
                     with transaction.atomic():
-                        assignment = _renew_expired(comparison, annotator, now) or Assignment.objects.create(
+                        renewed = comparison.mine_expired and _renew_expired(comparison, annotator, now)
+                        assignment = renewed or Assignment.objects.create(
                             comparison=comparison, annotator=annotator, reserved_until=now + RESERVATION,
                             left_is_a=random.random() < 0.5,
                         )

@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 from django.utils import timezone
 
-from feedback.models import Assignment, Checkpoint, Job, Project, ProjectMembership, Prompt
+from feedback.models import Assignment, Checkpoint, Comparison, Job, Project, ProjectMembership, Prompt, Sample
 from feedback.selectors.checkpoints import reference_policy
 from feedback.services.checkpoints import checkpoint_register
 from feedback.services.errors import FieldError, RowError, int_in_range
@@ -112,6 +112,10 @@ def _apply_split(prepared: list[dict], holdout_percent: int) -> None:
     their text, so the preview and the import pick the same rows and a re-upload does too."""
     undecided = [r for r in prepared if r["split"] is None]
     held = round(len(undecided) * holdout_percent / 100)
+    if not held:  # nothing held out: no need to rank 100,000 rows by hash
+        for r in undecided:
+            r["split"] = Prompt.Split.TRAIN
+        return
     ranked = sorted(undecided, key=lambda r: hashlib.sha256(repr(r["messages"]).encode()).hexdigest())
     for i, r in enumerate(ranked):
         r["split"] = Prompt.Split.HELD_OUT if i < held else Prompt.Split.TRAIN
@@ -423,12 +427,14 @@ def refresh_planner_statistics() -> None:
 
     Until autovacuum's next ANALYZE, a fresh project looks empty to the planner, which
     then nests loops over all its comparisons in the queue's queries (tens of ms each).
+    Only the comparison table: the queue plans over it (and assignments); prompts and
+    samples are reached by primary key, and analysing them too cost 0.5 s an import.
     """
     from django.db import connection
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE feedback_prompt, feedback_sample, feedback_comparison")
+            cursor.execute("ANALYZE feedback_comparison")
 
 
 def comparison_rows_prepare(rows, *, holdout_percent: int = 0, tags=()) -> list[dict]:
@@ -474,30 +480,129 @@ def comparisons_preview(*, rows, holdout_percent: int = 0, tags=()) -> dict:
 
 
 def comparisons_import(*, project: Project, rows: list, source: str = "import", holdout_percent: int = 0,
-                       tags=()) -> list:
-    """Import pairs written elsewhere ({prompt, response_a, response_b, model_a?, model_b?, gold?}) atomically."""
-    from feedback.models import Comparison, Sample
+                       tags=()) -> int:
+    """Import pairs written elsewhere ({prompt, response_a, response_b, model_a?, model_b?, gold?})
+    atomically: one bad row stores nothing. Returns how many pairs were imported."""
+    from django.db import connection
 
     prepared = comparison_rows_prepare(rows, holdout_percent=holdout_percent, tags=tags)
-    created = []
-    # bulk inserts in chunks: 100,000 pairs are 400,000 rows
     with transaction.atomic():
-        for start in range(0, len(prepared), 2000):
-            chunk = prepared[start:start + 2000]
-            prompts = Prompt.objects.bulk_create(
-                [Prompt(project=project, messages=r["messages"], split=r["split"], tags=r["tags"], source=source)
-                 for r in chunk]
-            )
-            samples = Sample.objects.bulk_create([
-                Sample(prompt=prompt, model_name=r[f"model_{side}"], text=r[f"response_{side}"])
-                for prompt, r in zip(prompts, chunk)
-                for side in "ab"
-            ])
-            created += Comparison.objects.bulk_create([
-                Comparison(project=project, prompt=prompt, sample_a=samples[2 * i], sample_b=samples[2 * i + 1],
-                           votes_needed=project.votes_per_comparison, gold_choice=r["gold"])
-                for i, (prompt, r) in enumerate(zip(prompts, chunk))
-            ])
-    if len(created) >= 1000:
+        if connection.vendor in ("postgresql", "sqlite"):
+            _pairs_write(project, prepared, source)
+        else:  # not a database this project supports today; kept as the reference the tests compare with
+            _pairs_bulk_create(project, prepared, source)
+    if len(prepared) >= 1000:
         refresh_planner_statistics()
-    return created
+    return len(prepared)
+
+
+def _pairs_bulk_create(project: Project, prepared: list[dict], source: str) -> None:
+    """Any database: a prompt, two samples and a comparison per pair, by bulk inserts in
+    chunks (100,000 pairs are 400,000 rows)."""
+
+    for start in range(0, len(prepared), 2000):
+        chunk = prepared[start:start + 2000]
+        prompts = Prompt.objects.bulk_create(
+            [Prompt(project=project, messages=r["messages"], split=r["split"], tags=r["tags"], source=source)
+             for r in chunk]
+        )
+        samples = Sample.objects.bulk_create([
+            Sample(prompt=prompt, model_name=r[f"model_{side}"], text=r[f"response_{side}"])
+            for prompt, r in zip(prompts, chunk)
+            for side in "ab"
+        ])
+        Comparison.objects.bulk_create([
+            Comparison(project=project, prompt=prompt, sample_a=samples[2 * i], sample_b=samples[2 * i + 1],
+                       votes_needed=project.votes_per_comparison, gold_choice=r["gold"])
+            for i, (prompt, r) in enumerate(zip(prompts, chunk))
+        ])
+
+
+PAIR_COLUMNS = {
+    "prompt": "id, project_id, messages, source, split, tags, created_at",
+    "sample": "id, prompt_id, checkpoint_id, model_name, text, generation_params, token_count, finished, created_at",
+    "comparison": "id, project_id, prompt_id, sample_a_id, sample_b_id, batch, round_id, votes_needed, status, "
+                  "gold_choice, created_at",
+}
+"""The columns `_pair_rows` fills, per table: every column, so no default is left to the ORM."""
+
+
+def _pair_rows(project: Project, prepared: list[dict], source: str, ids: dict, now) -> dict:
+    """The rows of the three tables for `prepared` pairs, as iterators in PAIR_COLUMNS
+    order, with the values the ORM would write (defaults included; test_pair_import
+    compares the two)."""
+    import json
+
+    dumps = json.dumps  # what JSONField stores
+    prompt_ids, sample_ids = ids["prompt"], ids["sample"]
+    votes_needed, status = project.votes_per_comparison, Comparison.Status.OPEN.value
+    return {
+        "prompt": ((pk, project.pk, dumps(r["messages"]), source, r["split"], dumps(r["tags"]), now)
+                   for pk, r in zip(prompt_ids, prepared)),
+        "sample": ((sample_ids[2 * i + k], prompt_id, None, r[f"model_{side}"], r[f"response_{side}"], "{}", 0, True,
+                    now)
+                   for i, (prompt_id, r) in enumerate(zip(prompt_ids, prepared)) for k, side in enumerate("ab")),
+        "comparison": ((pk, project.pk, prompt_id, sample_ids[2 * i], sample_ids[2 * i + 1], 0, None, votes_needed,
+                        status, r["gold"], now)
+                       for i, (pk, prompt_id, r) in enumerate(zip(ids["comparison"], prompt_ids, prepared))),
+    }
+
+
+PAIR_TABLES = {"prompt": Prompt, "sample": Sample, "comparison": Comparison}
+PAIR_COUNTS = {"prompt": 1, "sample": 2, "comparison": 1}
+"""Rows per pair in each table."""
+
+
+def _reserve_ids(cursor, vendor: str, table: str, count: int) -> list[int]:
+    """`count` fresh primary keys of `table`, in one round trip, that no other writer can
+    take (ids reserved and then rolled back are skipped, as with any insert).
+
+    PostgreSQL: from the table's sequence. SQLite: by moving the table's AUTOINCREMENT
+    counter past them; that UPDATE takes the database's one write lock, which the
+    transaction then holds until it ends, and SQLite never hands out an id at or below
+    the counter.
+    """
+    if vendor == "postgresql":
+        cursor.execute(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)",
+                       [count])
+        return sorted(row[0] for row in cursor.fetchall())
+    cursor.execute("INSERT INTO sqlite_sequence (name, seq) SELECT %s, 0 "
+                   "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = %s)", [table, table])
+    cursor.execute(f"UPDATE sqlite_sequence SET seq = max(seq, (SELECT coalesce(max(id), 0) FROM {table})) + %s "
+                   "WHERE name = %s RETURNING seq", [count, table])
+    top = cursor.fetchone()[0]
+    return list(range(top - count + 1, top + 1))
+
+
+def _pairs_write(project: Project, prepared: list[dict], source: str) -> None:
+    """The rows of `_pairs_bulk_create`, written without the ORM: ids reserved first, so
+    each prompt's samples and comparison can name it without reading anything back.
+
+    PostgreSQL: three COPY streams, whatever the number of pairs. SQLite: one
+    executemany per table. The ORM path costs a round trip and a RETURNING list per
+    ~100 to 2,000 rows of each table, and builds a model object per row: bench/
+    profile_requests.py compares them.
+    """
+    from django.db import connection
+
+    vendor = connection.vendor
+    now = connection.ops.adapt_datetimefield_value(timezone.now())  # SQLite stores text, in UTC
+    # wrap_database_errors: psycopg's errors raised as Django's (IntegrityError, ...), as on any query
+    with connection.cursor() as wrapper, connection.wrap_database_errors:
+        ids = {name: _reserve_ids(wrapper, vendor, PAIR_TABLES[name]._meta.db_table, PAIR_COUNTS[name] * len(prepared))
+               for name in PAIR_TABLES}
+        rows = _pair_rows(project, prepared, source, ids, now)
+        for name, model in PAIR_TABLES.items():
+            table, columns = model._meta.db_table, PAIR_COLUMNS[name]
+            if vendor == "postgresql":
+                from psycopg.copy import QueuedLibpqWriter
+
+                # a writer thread sends while this one formats rows: the server works meanwhile
+                with wrapper.cursor.copy(f"COPY {table} ({columns}) FROM STDIN",
+                                         writer=QueuedLibpqWriter(wrapper.cursor)) as copy:
+                    for row in rows[name]:
+                        copy.write_row(row)
+            else:
+                placeholders = ", ".join(["%s"] * (columns.count(",") + 1))
+                # a list: Django's debug cursor (query counting) takes len() of it
+                wrapper.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", list(rows[name]))

@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
+from django.db.models import Case, Q, When
 from django.utils import timezone
 
 from feedback.models import Assignment, Comparison, TrainingRound, Vote
@@ -64,11 +65,11 @@ def vote_used_by_round(vote: Vote) -> TrainingRound | None:
     project up to that id. A round still in its snapshot stage counts too: its read may
     already have happened without the figures being written yet.
     """
-    rounds = TrainingRound.objects.filter(project_id=vote.comparison.project_id)
-    used = rounds.filter(snapshot__max_vote_id__gte=vote.pk).order_by("number").first()
-    if used is None:
-        used = rounds.filter(status=TrainingRound.Status.SNAPSHOT).first()
-    return used
+    took = Q(snapshot__max_vote_id__gte=vote.pk)
+    # one query: the first round that took it, else a round in its snapshot stage
+    return (TrainingRound.objects.filter(took | Q(status=TrainingRound.Status.SNAPSHOT),
+                                         project_id=vote.comparison.project_id)
+            .order_by(Case(When(took, then=0), default=1), "number").first())
 
 
 def _validate(choice: str, strength: int | None, rationale: str) -> int | None:
@@ -180,7 +181,8 @@ def vote_submit(
             )
             assignment.status = Assignment.Status.VOTED
             assignment.save(update_fields=["status"])
-            if comparison.votes.count() >= comparison.votes_needed:
+            # the vote just stored is one: with an overlap of 1 there is nothing to count
+            if comparison.votes_needed <= 1 or comparison.votes.count() >= comparison.votes_needed:
                 Comparison.objects.filter(pk=comparison.pk).update(status=Comparison.Status.COMPLETE)
             return VoteResult(vote, True)
     except IntegrityError:
