@@ -74,7 +74,8 @@ def round_batch_parts(*, project: Project, count: int, new: Checkpoint, parent: 
     both on held-out prompts; the rest pair it with `parent` on train prompts.
 
     Round 0's share joins the held-out vs parent part when the parent is round 0 (then
-    they are the same pair). A project with too few held-out prompts gets a smaller batch.
+    they are the same pair). Held-out slots a project has no prompts for go to train
+    prompts, so the batch keeps its size.
     """
     held_out_parent = round(count * project.eval_parent_share)
     held_out_round0 = round(count * project.eval_round0_share)
@@ -82,13 +83,14 @@ def round_batch_parts(*, project: Project, count: int, new: Checkpoint, parent: 
         held_out_parent, held_out_round0 = held_out_parent + held_out_round0, 0
     held_out_parent = min(held_out_parent, count)
     held_out_round0 = min(held_out_round0, count - held_out_parent)
-    train = count - held_out_parent - held_out_round0
-    parts = [BatchPart(prompts_for_batch(project, train), new, parent)] if train else []
+    held_out = []
     if held_out_parent:
-        parts.append(BatchPart(prompts_for_batch(project, held_out_parent, split=Prompt.Split.HELD_OUT), new, parent))
+        held_out.append(BatchPart(prompts_for_batch(project, held_out_parent, split=Prompt.Split.HELD_OUT), new, parent))
     if held_out_round0:
-        parts.append(BatchPart(prompts_for_batch(project, held_out_round0, split=Prompt.Split.HELD_OUT), new, reference))
-    return parts
+        held_out.append(BatchPart(prompts_for_batch(project, held_out_round0, split=Prompt.Split.HELD_OUT), new, reference))
+    train = count - sum(len(part.prompts) for part in held_out)
+    parts = [BatchPart(prompts_for_batch(project, train), new, parent)] if train else []
+    return parts + [part for part in held_out if part.prompts]
 
 
 def comparisons_generate(

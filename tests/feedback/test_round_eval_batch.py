@@ -57,10 +57,13 @@ def test_when_the_parent_is_round_0_its_share_goes_to_held_out_vs_parent(alice):
     parts = round_batch_parts(project=project, count=8, new=r1, parent=r0, reference=r0)
     assert _shape(parts) == [("train", {"train"}, 4, "round 1", "round 0"),
                              ("held_out", {"held_out"}, 4, "round 1", "round 0")]
-    # too few held-out prompts: the batch is smaller, never padded with train prompts
+    # too few held-out prompts: train prompts take the slots left, the batch keeps its size
     Prompt.objects.filter(project=project, split="held_out", messages__0__content__in=["held 3", "held 4"]).delete()
     parts = round_batch_parts(project=project, count=8, new=r1, parent=r0, reference=r0)
-    assert [len(p.prompts) for p in parts] == [4, 3]
+    assert [(p.prompts[0].split, len(p.prompts)) for p in parts] == [("train", 5), ("held_out", 3)]
+    Prompt.objects.filter(project=project, split="held_out").delete()
+    parts = round_batch_parts(project=project, count=8, new=r1, parent=r0, reference=r0)
+    assert [(p.prompts[0].split, len(p.prompts)) for p in parts] == [("train", 8)]
 
 
 def test_round_stores_the_mixed_batch_as_it_activates_its_policy(tiny_models, alice):
