@@ -10,9 +10,8 @@ import uuid
 # Before Django settings load: a throwaway data dir and a queue no other run shares.
 os.environ.setdefault("RLHF_DATA_DIR", tempfile.mkdtemp(prefix="rlhf-test-"))
 os.environ.setdefault("CELERY_QUEUE", f"rlhf-test-{uuid.uuid4().hex[:8]}")
-# No connection pool in tests: pytest-django's per-test transactions and the test
-# database teardown want plain connections.
-os.environ.setdefault("DB_POOL_SIZE", "0")
+# (pytest-django may load the settings before this file; then DB_POOL_SIZE keeps its default
+# and PostgreSQL runs go through the same connection pool as the web process: 20.)
 
 import pytest  # noqa: E402
 
