@@ -42,9 +42,9 @@ import torch.nn.functional as F
 
 from training import device as placement
 from training.checkpoints import atomic_directory, write_manifest
-from training.config import DPOConfig, config_to_dict
+from training.config import DPOConfig
 from training.generation import eos_id, make_generator, position_ids_from_mask, render_prompt, sample
-from training.models import prepare_trainable_policy
+from training.models import policy_manifest, prepare_trainable_policy
 from training.ppo import VALUE_HEAD_FILE
 from training.progress import NO_HOOKS, Hooks
 from training.reward import NotEnoughData, split_records
@@ -286,15 +286,7 @@ def train_dpo(
         # A later PPO round starts its value head from the parent's, as it would after PPO.
         if (policy_path / VALUE_HEAD_FILE).exists():
             shutil.copyfile(policy_path / VALUE_HEAD_FILE, tmp / VALUE_HEAD_FILE)
-        write_manifest(tmp, {
-            "kind": "policy",
-            "method": "dpo",
-            "format": "lora" if config.use_lora else "full",
-            "base_model": str(policy_base.resolve()) if config.use_lora else None,
-            "parent": str(policy_path),
-            "reference": str(reference_path),
-            "config": config_to_dict(config),
-            "metrics": summary,
-            **(manifest or {}),
-        })
+        write_manifest(tmp, policy_manifest(config, policy_base=policy_base, policy_path=policy_path,
+                                            reference_path=reference_path, summary=summary, extra=manifest,
+                                            method="dpo"))
     return {"steps": step_metrics, "summary": summary}

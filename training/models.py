@@ -24,6 +24,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from training import device as placement  # noqa: E402
 from training.checkpoints import atomic_directory, read_manifest, write_manifest  # noqa: E402
+from training.config import config_to_dict  # noqa: E402
 
 # Job progress is reported through Hooks; tqdm bars from inside transformers would only
 # clutter the worker's log.
@@ -166,6 +167,24 @@ def prepare_trainable_policy(policy_path: str | Path, reference_path: str | Path
     same_base = use_lora and policy_base.resolve() == Path(reference_path).resolve()
     reference = None if same_base else load_policy(reference_path)[0]
     return model, tokenizer, reference, policy_base
+
+
+def policy_manifest(config, *, policy_base: Path, policy_path: str | Path, reference_path: str | Path,
+                    summary: dict, extra: dict | None = None, **fields) -> dict:
+    """The manifest of a trained policy checkpoint (PPO or DPO): what `adapter_base_path`
+    reads back (`format`, `base_model`), its lineage, its config and metrics; `fields` are the
+    method's own keys and `extra` the caller's (round, snapshot, ...)."""
+    return {
+        "kind": "policy",
+        "format": "lora" if config.use_lora else "full",
+        "base_model": str(Path(policy_base).resolve()) if config.use_lora else None,
+        "parent": str(policy_path),
+        "reference": str(reference_path),
+        "config": config_to_dict(config),
+        "metrics": summary,
+        **fields,
+        **(extra or {}),
+    }
 
 
 @contextlib.contextmanager

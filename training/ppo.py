@@ -38,10 +38,10 @@ from safetensors.torch import load_file, save_file
 from training import device as placement
 from training import distributed
 from training.checkpoints import atomic_directory, write_manifest
-from training.config import PPOConfig, config_to_dict
+from training.config import PPOConfig
 from training.generation import decode_responses, position_ids_from_mask, sample
 from training.kl import kl_controller
-from training.models import load_reward_model, prepare_trainable_policy
+from training.models import load_reward_model, policy_manifest, prepare_trainable_policy
 from training.progress import NO_HOOKS, Hooks
 from training.reward import normalized_score as reward_score, score_normalization
 
@@ -389,17 +389,9 @@ def train_ppo(
         tokenizer.save_pretrained(tmp)
         save_file({k: v.detach().cpu().contiguous() for k, v in module.value_head.state_dict().items()},
                   str(tmp / VALUE_HEAD_FILE))
-        write_manifest(tmp, {
-            "kind": "policy",
-            "format": "lora" if config.use_lora else "full",
-            "base_model": str(policy_base.resolve()) if config.use_lora else None,
-            "parent": str(policy_path),
-            "reference": str(reference_path),
-            "reward_model": str(reward_path),
-            "config": config_to_dict(config),
-            "metrics": summary,
-            **(manifest or {}),
-        })
+        write_manifest(tmp, policy_manifest(config, policy_base=policy_base, policy_path=policy_path,
+                                            reference_path=reference_path, summary=summary, extra=manifest,
+                                            reward_model=str(reward_path)))
     return {"steps": step_metrics, "summary": summary}
 
 
