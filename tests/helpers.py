@@ -1,4 +1,6 @@
 """Small builders shared by tests."""
+import random
+
 TINY_WORDS = (
     "the a an cat dog sat on mat hello world good bad great terrible yes no please thanks why how what is are "
     "you i we it sky blue green red tell me about say something nice short long answer question explain"
@@ -8,6 +10,21 @@ TINY_PROMPTS = [
     "tell me about the cat", "why is the sky blue", "say something nice", "what is a dog",
     "explain the world", "how are you", "tell me something good", "what is green",
 ]
+
+
+def toy_preferences(n: int, seed: int = 0) -> list[dict]:
+    """Preference records whose chosen responses say 'good', rejected ones 'bad', in otherwise random words."""
+    rng = random.Random(seed)
+    filler = "the cat dog sat on mat sky blue green red".split()
+    records = []
+    for _ in range(n):
+        words = rng.sample(filler, 4)
+        records.append({
+            "prompt": rng.choice(TINY_PROMPTS),
+            "chosen": " ".join(words[:2] + ["good"] + words[2:]),
+            "rejected": " ".join(words[:2] + ["bad"] + words[2:]),
+        })
+    return records
 
 
 def make_project(tiny_models, *, name="Tiny", overlap=1, prompts=TINY_PROMPTS, first_batch=len(TINY_PROMPTS),

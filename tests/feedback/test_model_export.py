@@ -9,8 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from feedback.models import Checkpoint, TrainingRound
 from feedback.services.checkpoints import checkpoint_register
-from tests.helpers import TINY_PROMPTS, make_project
-from tests.training.test_training_runs import _toy_preferences
+from tests.helpers import TINY_PROMPTS, make_project, toy_preferences
 from training.config import PPOConfig, RewardConfig
 from training.generation import encode_prompts
 from training.models import load_policy
@@ -25,7 +24,7 @@ def ppo_checkpoint(tiny_models, tmp_path):
     """A project with a round-1 LoRA policy trained by PPO on the tiny models."""
     project = make_project(tiny_models, name="Export me", first_batch=0)
     root = Checkpoint.objects.get(project=project)
-    train_reward_model(_toy_preferences(8), tiny_models["reward"], tmp_path / "rm", RewardConfig(epochs=1))
+    train_reward_model(toy_preferences(8), tiny_models["reward"], tmp_path / "rm", RewardConfig(epochs=1))
     train_ppo(tiny_models["policy"], tiny_models["policy"], tmp_path / "rm", TINY_PROMPTS, tmp_path / "p1",
               PPOConfig(steps=1, batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=4, learning_rate=5e-2))
     training_round = TrainingRound.objects.create(

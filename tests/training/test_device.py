@@ -9,8 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.helpers import TINY_PROMPTS
-from tests.training.test_training_runs import _toy_preferences
+from tests.helpers import TINY_PROMPTS, toy_preferences
 from training import device
 from training.config import GenerationConfig, PPOConfig, RewardConfig
 from training.generation import encode_prompts, generate_responses
@@ -109,7 +108,7 @@ def test_reward_training_and_ppo_run_in_bf16_compute_with_fp32_weights(tiny_mode
     """The mixed-precision path a GPU takes (autocast over fp32 weights), exercised on the CPU."""
     device.configure("cpu", "bf16")
     reward_dir = tmp_path / "rm"
-    result = train_reward_model(_toy_preferences(16), tiny_models["reward"], reward_dir,
+    result = train_reward_model(toy_preferences(16), tiny_models["reward"], reward_dir,
                                 RewardConfig(epochs=1, batch_size=8))
     assert all(s["loss"] == s["loss"] for s in result["steps"])  # no NaN
     ppo = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p",

@@ -5,13 +5,12 @@ on a busy 2-core machine; the tests therefore keep models tiny and steps few.
 """
 import json
 import os
-import random
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import TINY_PROMPTS
+from tests.helpers import TINY_PROMPTS, toy_preferences
 from training.config import PPOConfig, RewardConfig, config_to_dict
 from training.launch import StageFailed, run_stage
 from training.models import load_policy, load_reward_model
@@ -19,20 +18,9 @@ from training.progress import Cancelled, Hooks
 from training.reward import score
 
 
-def _toy_preferences(n: int, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    filler = "the cat dog sat on mat sky blue green red".split()
-    records = []
-    for _ in range(n):
-        words = rng.sample(filler, 4)
-        records.append({"prompt": rng.choice(TINY_PROMPTS), "chosen": " ".join(words[:2] + ["good"] + words[2:]),
-                        "rejected": " ".join(words[:2] + ["bad"] + words[2:])})
-    return records
-
-
 def _reward_spec(tiny_models, out: Path, **config) -> dict:
     # 19 training pairs at batch 8: the last batch of 3 splits 2/1 between the ranks
-    return {"records": _toy_preferences(24), "base_path": tiny_models["reward"], "out_dir": str(out),
+    return {"records": toy_preferences(24), "base_path": tiny_models["reward"], "out_dir": str(out),
             "config": config_to_dict(RewardConfig(**{"epochs": 2, "min_steps": 1, "batch_size": 8,
                                                      "learning_rate": 2e-3, "eval_fraction": 0.2, **config}))}
 

@@ -8,8 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import TINY_PROMPTS
-from tests.training.test_training_runs import _toy_preferences
+from tests.helpers import TINY_PROMPTS, toy_preferences
 from training.config import ConfigError, DPOConfig, config_from_dict
 from training.dpo import dpo_loss, train_dpo
 from training.generation import generate_responses
@@ -35,7 +34,7 @@ def test_dpo_loss_matches_the_hand_computed_value():
 
 
 def test_dpo_learns_the_pairs_and_writes_a_policy_checkpoint(tiny_models, tmp_path):
-    records = _toy_preferences(20)
+    records = toy_preferences(20)
     for r in records[:5]:
         r["chosen_finished"] = False  # cut at the token limit: no EOS taught after it
     steps = []
@@ -76,7 +75,7 @@ def test_dpo_cancel_stops_between_steps_and_writes_nothing(tiny_models, tmp_path
     seen = []
     hooks = Hooks(report=lambda **kw: seen.append(kw["step"]), should_stop=lambda: len(seen) >= 3)
     with pytest.raises(Cancelled):
-        train_dpo(tiny_models["policy"], tiny_models["policy"], _toy_preferences(20), tmp_path / "p", FAST, hooks)
+        train_dpo(tiny_models["policy"], tiny_models["policy"], toy_preferences(20), tmp_path / "p", FAST, hooks)
     assert seen == [0, 1, 2]  # two steps trained, the third never started
     assert list(tmp_path.iterdir()) == []  # no checkpoint and no half-written temporary folder
 

@@ -1,13 +1,13 @@
 """A round's reward model trains on the new pairs plus a replay sample of the old, evaluated on all."""
 import pytest
 
-from tests.training.test_training_runs import _toy_preferences
+from tests.helpers import toy_preferences
 from training.config import ConfigError, RewardConfig
 from training.reward import select_training_records, train_reward_model
 
 
 def _old_and_new(old: int, new: int) -> list[dict]:
-    records = _toy_preferences(old + new, seed=3)
+    records = toy_preferences(old + new, seed=3)
     for i, record in enumerate(records):
         record["id"] = i
         record["new"] = i >= old

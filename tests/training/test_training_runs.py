@@ -1,36 +1,20 @@
 """Reward model and PPO on tiny random models: they learn, and every trained weight moves."""
 import json
-import random
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import TINY_PROMPTS
+from tests.helpers import TINY_PROMPTS, toy_preferences
 from training.config import PPOConfig, RewardConfig
 from training.models import load_reward_model
 from training.ppo import train_ppo
 from training.reward import normalized_score, score, score_normalization, train_reward_model
 
 
-def _toy_preferences(n: int, seed: int = 0) -> list[dict]:
-    """Chosen responses say 'good', rejected ones 'bad', in otherwise random words."""
-    rng = random.Random(seed)
-    filler = "the cat dog sat on mat sky blue green red".split()
-    records = []
-    for _ in range(n):
-        words = rng.sample(filler, 4)
-        records.append({
-            "prompt": rng.choice(TINY_PROMPTS),
-            "chosen": " ".join(words[:2] + ["good"] + words[2:]),
-            "rejected": " ".join(words[:2] + ["bad"] + words[2:]),
-        })
-    return records
-
-
 def test_reward_model_learns_a_toy_preference(tiny_models, tmp_path):
-    records = _toy_preferences(80)
+    records = toy_preferences(80)
     result = train_reward_model(
         records, tiny_models["reward"], tmp_path / "rm",
         RewardConfig(epochs=15, batch_size=8, learning_rate=2e-3, eval_fraction=0.25),
@@ -48,7 +32,7 @@ def test_reward_model_learns_a_toy_preference(tiny_models, tmp_path):
 
 
 def test_reward_scores_are_normalized_on_the_training_responses(tiny_models, tmp_path):
-    records = _toy_preferences(24)
+    records = toy_preferences(24)
     summary = train_reward_model(records, tiny_models["reward"], tmp_path / "rm",
                                  RewardConfig(epochs=4, batch_size=8, learning_rate=2e-3, eval_fraction=0.0))["summary"]
     model, tok = load_reward_model(tmp_path / "rm")
@@ -68,17 +52,17 @@ def test_reward_scores_are_normalized_on_the_training_responses(tiny_models, tmp
 
 def test_reward_model_takes_at_least_min_steps_on_a_small_snapshot(tiny_models, tmp_path):
     # 10 pairs, 8 held out at 0.2 -> 8 train pairs: one batch an epoch, so 3 epochs would be 3 steps
-    result = train_reward_model(_toy_preferences(10), tiny_models["reward"], tmp_path / "rm",
+    result = train_reward_model(toy_preferences(10), tiny_models["reward"], tmp_path / "rm",
                                 RewardConfig(epochs=3, batch_size=16, min_steps=7))
     assert len(result["steps"]) == 7 and result["summary"]["epochs"] == 7
-    more = train_reward_model(_toy_preferences(40), tiny_models["reward"], tmp_path / "rm2",
+    more = train_reward_model(toy_preferences(40), tiny_models["reward"], tmp_path / "rm2",
                               RewardConfig(epochs=3, batch_size=16, min_steps=2))
     assert more["summary"]["epochs"] == 3  # enough steps already: epochs as configured
 
 
 def test_reward_model_every_parameter_changes(tiny_models, tmp_path):
     before = load_reward_model(tiny_models["reward"])[0].state_dict()
-    train_reward_model(_toy_preferences(16), tiny_models["reward"], tmp_path / "rm",
+    train_reward_model(toy_preferences(16), tiny_models["reward"], tmp_path / "rm",
                        RewardConfig(epochs=2, batch_size=8, learning_rate=1e-3, center_rewards_coefficient=0.0))
     after = load_reward_model(tmp_path / "rm")[0].state_dict()
     unchanged = [k for k, v in before.items() if v.dtype.is_floating_point and torch.equal(v, after[k])
@@ -88,7 +72,7 @@ def test_reward_model_every_parameter_changes(tiny_models, tmp_path):
 
 def test_ppo_trains_every_lora_weight_and_value_head(tiny_models, tmp_path):
     reward_dir = tmp_path / "rm"
-    train_reward_model(_toy_preferences(16), tiny_models["reward"], reward_dir, RewardConfig(epochs=1))
+    train_reward_model(toy_preferences(16), tiny_models["reward"], reward_dir, RewardConfig(epochs=1))
     config = PPOConfig(steps=2, batch_size=4, mini_batch_size=2, ppo_epochs=2, max_new_tokens=6, learning_rate=1e-3)
     result = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p1", config)
     steps = result["steps"]
@@ -116,7 +100,7 @@ def test_ppo_trains_every_lora_weight_and_value_head(tiny_models, tmp_path):
 
 def test_ppo_scores_with_the_reward_models_normalization(tiny_models, tmp_path):
     reward_dir = tmp_path / "rm"
-    train_reward_model(_toy_preferences(16), tiny_models["reward"], reward_dir, RewardConfig(epochs=1))
+    train_reward_model(toy_preferences(16), tiny_models["reward"], reward_dir, RewardConfig(epochs=1))
     manifest_path = reward_dir / "rlhf_checkpoint.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["normalization"] = {"shift": 1000.0, "scale": 0.5}
