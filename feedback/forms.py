@@ -61,16 +61,25 @@ class SkipForm(forms.Form):
 class RoundLaunchForm(forms.Form):
     """The settings an admin usually changes when launching a round from the studio."""
 
+    method = forms.ChoiceField(
+        label="Training method", required=False, initial="ppo",
+        choices=[("ppo", "reward model + PPO"), ("dpo", "DPO (no reward model)")],
+        help_text="DPO uses only its epochs below; PPO its steps, episodes and the reward model's epochs.")
     ppo_steps = forms.IntegerField(min_value=1, max_value=1000, initial=PPOConfig.steps, label="PPO steps")
     ppo_batch_size = forms.IntegerField(min_value=1, max_value=256, initial=PPOConfig.batch_size,
                                         label="Episodes per PPO step")
     reward_epochs = forms.IntegerField(min_value=1, max_value=50, initial=RewardConfig.epochs,
                                        label="Reward model epochs")
+    dpo_epochs = forms.IntegerField(min_value=1, max_value=50, initial=DPOConfig.epochs, required=False,
+                                    label="DPO epochs")
     min_pairs = forms.IntegerField(min_value=1, max_value=100000, initial=4, label="Minimum preference pairs")
     next_batch_prompts = forms.IntegerField(min_value=1, max_value=10000, initial=16, label="Prompts in the next batch")
 
     def round_config(self) -> dict:
         d = self.cleaned_data
+        if d.get("method") == "dpo":
+            return {"method": "dpo", "dpo": {"epochs": d["dpo_epochs"] or DPOConfig.epochs}, "min_pairs": d["min_pairs"],
+                    "next_batch_prompts": d["next_batch_prompts"]}
         batch = d["ppo_batch_size"]
         return {
             "ppo": {"steps": d["ppo_steps"], "batch_size": batch,

@@ -95,6 +95,22 @@ def test_admin_launches_a_round_and_sees_it(client, admin_user, tiny_models, dja
     assert r.status == "cancelled"
 
 
+def test_admin_launches_a_dpo_round_from_the_overview(client, admin_user, tiny_models,
+                                                      django_capture_on_commit_callbacks):
+    project = make_project(tiny_models, first_batch=1)
+    client.force_login(admin_user)
+    prefix = f"p{project.pk}"
+    assert b'value="dpo"' in client.get("/studio/").content
+    data = {f"{prefix}-method": "dpo", f"{prefix}-dpo_epochs": 2, f"{prefix}-ppo_steps": 2,
+            f"{prefix}-ppo_batch_size": 4, f"{prefix}-reward_epochs": 1, f"{prefix}-min_pairs": 1,
+            f"{prefix}-next_batch_prompts": 2}
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(reverse("feedback:round_launch", args=[project.pk]), data)
+    r = TrainingRound.objects.get(project=project)
+    assert r.config["method"] == "dpo" and r.config["dpo"]["epochs"] == 2
+    assert r.config["next_batch_prompts"] == 2 and "ppo" not in r.config  # PPO's fields are not DPO's
+
+
 def test_launch_form_errors_name_the_field(client, admin_user, tiny_models):
     project = make_project(tiny_models, first_batch=0)
     client.force_login(admin_user)
