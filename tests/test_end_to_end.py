@@ -53,7 +53,8 @@ def test_votes_train_a_new_active_policy_that_generates_the_next_batch(client, a
     assert r.status == "done", r.error
     assert {"reward", "ppo", "generating"} & r.seen_statuses or r.timings.keys() >= {"reward", "ppo", "generating"}
     assert r.snapshot["votes"] == 8 and r.snapshot["pairs"] == 8
-    assert len(r.metrics["reward"]) >= 2 and len(r.metrics["ppo"]) == 2
+    # two PPO steps, then the rollout that measures the trained policy before it is kept
+    assert len(r.metrics["reward"]) >= 2 and len(r.metrics["ppo"]) == 3 and r.metrics["ppo"][-1]["check"] is True
     assert all("kl" in s and "score" in s for s in r.metrics["ppo"])
 
     new = Checkpoint.objects.get(project=project, kind="policy", is_active=True)

@@ -158,6 +158,14 @@ class PPOConfig:
     round keeps the last policy whose own rollout measured under it (the weights before
     the update that crossed it). None turns the ceiling off. 15 is 2.5x the target and
     below the KL at which BENCHMARKS.md's policies collapsed (28-35)."""
+    keep_under_target: bool = True
+    """With `adaptive_kl`, the policy saved is the last one whose own rollout measured a KL
+    to round 0 of at most `kl_target`: after the last update one more rollout measures the
+    trained policy (no update), and when it is over the target the round keeps the last
+    policy measured under it (the parent, if none was). The controller alone only steers
+    towards the target: a simulated run that learned ended its rounds at KL 7.4, 7.4, 11.2
+    with a target of 6 (BENCHMARKS.md), and the weights after the last update were never
+    measured. Off: the target only steers, and `kl_max` alone bounds what is saved."""
     missing_eos_penalty: float = 1.0
     """Subtracted from the score of a response that never emitted EOS. With a short
     `max_new_tokens` most answers are cut off; set 0 when annotators judge cut-off text as is."""

@@ -218,14 +218,16 @@ def train_ppo(
     `reference_path` is the frozen policy the KL penalty is measured against (round 0).
     Returns {"steps": [per-step metrics], "summary": {...}}.
 
-    Early stop: step t's rollout measures the KL of the policy after t-1 updates. When it
-    passes `config.kl_max`, no more updates are made and the weights go back to the last
-    policy whose own rollout measured under the ceiling (a copy of the trainable weights
-    is kept before every update; they are LoRA adapters and the value head by default).
-    So the saved policy is one whose KL was seen under the ceiling, never one known to be
-    over it. If step 1 already measures over (the parent is over), the parent is saved
-    unchanged. The summary says `early_stopped` and why (`stop_reason`), and its
-    `final_*` figures then describe the kept policy's own rollout.
+    What is saved: step t's rollout measures the KL of the policy after t-1 updates, and
+    after the last update one more rollout (a check, no update) measures the trained
+    policy. The saved policy is the last one whose own rollout measured at most the keep
+    bound: `kl_target` with `keep_under_target` (adaptive KL), else `kl_max` (a copy of the
+    trainable weights is taken at each rollout under the bound; they are LoRA adapters and
+    the value head by default). So no saved policy was ever measured over it; when none
+    measured under it, the parent is saved unchanged (`kept_reason` says so).
+    Early stop: a rollout that passes `kl_max` ends PPO at once, with the same choice of
+    weights. The summary says `early_stopped` and why (`stop_reason`), `kept_step`, and
+    its `final_*` figures describe the kept policy's own rollout.
 
     Data-parallel under torchrun (training/launch.py): every rank draws the same prompts,
     samples and scores its shard of them (`batch_size / world` episodes, with its own
@@ -265,15 +267,16 @@ def train_ppo(
     step_metrics = []
     kl_ctl = kl_controller(kl_coef=config.kl_coef, adaptive=config.adaptive_kl, target=config.kl_target,
                            horizon=config.kl_horizon)
-    kept_weights = None  # trainable weights of the last policy measured under kl_max
+    keep_bound = _keep_bound(config)
+    parent_weights = _copy_trainable(module)
+    kept_weights = None  # trainable weights of the last policy measured at most keep_bound
     kept_step = None  # the step whose rollout measured that policy
-    stop_reason = None
+    stop_reason = kept_reason = None
     started = time.monotonic()
     hooks.progress("ppo", 0, config.steps)
 
-    for step in range(1, config.steps + 1):
-        hooks.check()
-        t0 = time.monotonic()
+    def next_prompts() -> list:
+        nonlocal cursor
         batch_prompts = []
         for _ in range(config.batch_size):
             if cursor == len(order):
@@ -281,9 +284,10 @@ def train_ppo(
                 cursor = 0
             batch_prompts.append(prompts[order[cursor]])
             cursor += 1
-        batch_prompts = distributed.shard(batch_prompts)
+        return distributed.shard(batch_prompts)
 
-        # --- rollout -------------------------------------------------------------
+    def rollout(step: int, batch_prompts: list):
+        """Sample the current policy on `batch_prompts`, score it; tensors for the update and its figures."""
         query, query_mask, responses, response_mask, ended = sample(
             model, tokenizer, batch_prompts, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
         )
@@ -299,63 +303,82 @@ def train_ppo(
             scores = reward_score(reward_model, reward_tokenizer, batch_prompts, texts, config.reward_max_length,
                                   normalization)
             scores = torch.where(ended, scores, scores - config.missing_eos_penalty)
-
             kl = (old_logprobs - ref_logprobs) * mask
-            kl_coef = kl_ctl.value
-            non_score_reward = -kl_coef * kl
-            rewards = non_score_reward.clone()
-            last = (response_mask.sum(1) - 1).clamp(min=0)
-            rewards[torch.arange(rewards.shape[0], device=rewards.device), last] += scores.to(rewards.device)
-            if config.whiten_rewards:
-                rewards = masked_whiten(rewards, mask, shift_mean=False)
-            advantages, returns = compute_gae(rewards, old_values, mask, config.gamma, config.lam)
-            advantages = masked_whiten(advantages, mask)
-        rollout = {
+            non_score_reward = -kl_ctl.value * kl
+        figures = {
             "step": step,
             "score": float(scores.mean()),
             "kl": float(kl.sum(1).mean()),
-            "kl_coef": kl_coef,
+            "kl_coef": kl_ctl.value,
             "non_score_reward": float(non_score_reward.sum(1).mean()),
             "response_length": float(response_mask.sum(1).float().mean()),
             "eos_fraction": float(ended.float().mean()),
         }
         if world > 1:  # equal shards: the mean of the ranks' means is the batch's
-            averaged = distributed.sum_over_ranks({k: v for k, v in rollout.items() if k not in ("step", "kl_coef")})
-            rollout.update({k: v / world for k, v in averaged.items()})
-        if config.kl_max is not None and rollout["kl"] > config.kl_max:
-            stop_reason = (f"KL to the reference {rollout['kl']:.2f} passed kl_max {config.kl_max:g} at step {step}; "
+            averaged = distributed.sum_over_ranks({k: v for k, v in figures.items() if k not in ("step", "kl_coef")})
+            figures.update({k: v / world for k, v in averaged.items()})
+        tensors = {"query": query, "query_mask": query_mask, "responses": responses, "response_mask": response_mask,
+                   "old_logprobs": old_logprobs, "old_values": old_values, "scores": scores, "kl": kl,
+                   "non_score_reward": non_score_reward}
+        return tensors, figures
+
+    for step in range(1, config.steps + 2):
+        hooks.check()
+        t0 = time.monotonic()
+        closing = step == config.steps + 1  # measures the trained policy; no update
+        tensors, figures = rollout(step, next_prompts())
+        if config.kl_max is not None and figures["kl"] > config.kl_max:
+            stop_reason = (f"KL to the reference {figures['kl']:.2f} passed kl_max {config.kl_max:g} at step {step}; "
                            + (f"kept the policy measured at step {kept_step}" if kept_step
                               else "kept the parent unchanged"))
-            if kept_weights is not None:
-                _restore_trainable(module, kept_weights)
-            step_metrics.append({**rollout, "stopped": True})
-            hooks.progress("ppo", step, config.steps, step_metrics[-1])
+            _restore_trainable(module, kept_weights or parent_weights)
+            step_metrics.append({**figures, "stopped": True})
+            hooks.progress("ppo", min(step, config.steps), config.steps, step_metrics[-1])
             break
-        kept_weights, kept_step = _copy_trainable(module), step
+        if figures["kl"] <= keep_bound:
+            kept_weights, kept_step = (None, step) if closing else (_copy_trainable(module), step)
+        if closing:
+            step_metrics.append({**figures, "check": True})
+            hooks.progress("ppo", config.steps, config.steps, step_metrics[-1])
+            if kept_step != step:
+                kept_reason = (f"the trained policy measured KL {figures['kl']:.2f} over kl_target "
+                               f"{config.kl_target:g}; " + (f"kept the policy measured at step {kept_step}"
+                                                            if kept_step else "kept the parent unchanged"))
+                _restore_trainable(module, kept_weights or parent_weights)
+            break
 
-        # --- PPO epochs over minibatches -----------------------------------------
+        # --- rewards, advantages and the PPO epochs over minibatches -----------------
+        mask = tensors["response_mask"].float()
+        with torch.no_grad():
+            rewards = tensors["non_score_reward"].clone()
+            last = (tensors["response_mask"].sum(1) - 1).clamp(min=0)
+            rewards[torch.arange(rewards.shape[0], device=rewards.device), last] += tensors["scores"].to(rewards.device)
+            if config.whiten_rewards:
+                rewards = masked_whiten(rewards, mask, shift_mean=False)
+            advantages, returns = compute_gae(rewards, tensors["old_values"], mask, config.gamma, config.lam)
+            advantages = masked_whiten(advantages, mask)
         stats = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac", "approx_kl", "entropy", "grad_norm")}
+        query = tensors["query"]
         n = query.shape[0]
         mini_batch_size = config.mini_batch_size // world
         for _ in range(config.ppo_epochs):
             perm = torch.randperm(n).to(query.device)
             for start in range(0, n, mini_batch_size):
                 idx = perm[start:start + mini_batch_size]
+                minibatch = {k: tensors[k][idx] for k in ("query", "query_mask", "responses", "response_mask",
+                                                          "old_logprobs", "old_values")}
                 step_stats = ppo_minibatch_update(module, optimizer, trainable, {
-                    "query": query[idx], "query_mask": query_mask[idx], "responses": responses[idx],
-                    "response_mask": response_mask[idx], "old_logprobs": old_logprobs[idx],
-                    "old_values": old_values[idx], "advantages": advantages[idx], "returns": returns[idx],
-                }, config)
+                    **minibatch, "advantages": advantages[idx], "returns": returns[idx]}, config)
                 for key, value in step_stats.items():
                     stats[key].append(value)
 
-        kl_ctl.update(rollout["kl"], n * world)
+        kl_ctl.update(figures["kl"], n * world)
         elapsed = time.monotonic() - t0
         update = {key: _avg(values) for key, values in stats.items()}
         if world > 1:
             update = {k: v / world for k, v in distributed.sum_over_ranks(update).items()}
         metrics = {
-            **rollout,
+            **figures,
             **{k: update[k] for k in ("entropy", "clipfrac", "approx_kl", "pg_loss", "vf_loss", "vf_clipfrac",
                                       "grad_norm")},
             "episodes_per_s": n * world / elapsed if elapsed > 0 else 0.0,
@@ -363,24 +386,24 @@ def train_ppo(
         step_metrics.append(metrics)
         hooks.progress("ppo", step, config.steps, metrics)
 
-    if stop_reason is None:
-        final, updates = step_metrics[-1], len(step_metrics)
-    else:
-        # the kept policy is the one step `kept_step` sampled from: kept_step - 1 updates in
-        final = step_metrics[kept_step - 1] if kept_step else step_metrics[-1]
-        updates = kept_step - 1 if kept_step else 0
+    trained = [m for m in step_metrics if not m.get("stopped") and not m.get("check")]
+    # the kept policy is the one step `kept_step` sampled from, after kept_step - 1 updates
+    final = step_metrics[kept_step - 1] if kept_step else step_metrics[0]
     summary = {
-        "steps": len(step_metrics),
-        "updates": updates,
+        "steps": len(trained),
+        "updates": kept_step - 1 if kept_step else 0,
+        "kept_step": kept_step,
         "seconds": round(time.monotonic() - started, 2),
         **{f"final_{k}": final.get(k) for k in ("score", "kl", "entropy", "response_length", "eos_fraction")},
-        "mean_score": _avg([m["score"] for m in step_metrics]),
-        "mean_kl": _avg([m["kl"] for m in step_metrics]),
+        "mean_score": _avg([m["score"] for m in trained]),
+        "mean_kl": _avg([m["kl"] for m in trained]),
         "final_kl_coef": kl_ctl.value,
         "kl_target": config.kl_target if config.adaptive_kl else None,
         "kl_max": config.kl_max,
+        "keep_under_target": config.adaptive_kl and config.keep_under_target,
         "early_stopped": stop_reason is not None,
         "stop_reason": stop_reason,
+        "kept_reason": kept_reason,
     }
     if not distributed.is_main():
         return {"steps": step_metrics, "summary": {}}
@@ -393,6 +416,14 @@ def train_ppo(
                                             reference_path=reference_path, summary=summary, extra=manifest,
                                             reward_model=str(reward_path)))
     return {"steps": step_metrics, "summary": summary}
+
+
+def _keep_bound(config: PPOConfig) -> float:
+    """The most KL to round 0 a saved policy may have measured: kl_target when PPO keeps under it, else kl_max."""
+    bounds = [config.kl_max] if config.kl_max is not None else []
+    if config.adaptive_kl and config.keep_under_target:
+        bounds.append(config.kl_target)
+    return min(bounds, default=float("inf"))
 
 
 def _copy_trainable(module: torch.nn.Module) -> dict:

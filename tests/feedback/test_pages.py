@@ -122,6 +122,19 @@ def test_launch_form_errors_name_the_field(client, admin_user, tiny_models):
     assert not TrainingRound.objects.exists()
 
 
+def test_round_page_says_which_ppo_policy_was_kept_and_why(client, admin_user, tiny_models):
+    project = make_project(tiny_models, first_batch=0)
+    steps = [{"step": 1, "score": 0.1, "kl": 2.5, "entropy": 1.2}, {"step": 2, "score": 0.4, "kl": 7.25, "check": True}]
+    reason = "the trained policy measured KL 7.25 over kl_target 6; kept the policy measured at step 1"
+    r = TrainingRound.objects.create(project=project, number=1, status="done", config={}, metrics={
+        "ppo": steps, "ppo_summary": {"final_kl": 2.5, "kl_target": 6.0, "kl_max": 15.0, "final_kl_coef": 0.05,
+                                      "kept_step": 1, "kept_reason": reason}})
+    client.force_login(admin_user)
+    html = client.get(reverse("feedback:round_detail", args=[r.pk])).content.decode()
+    assert "Not the last update</b>: " + reason in html
+    assert ">2 <span" in html and ">check</span>" in html and ">7.2500</" in html
+
+
 def test_round_page_shows_every_ppo_step_metric(client, admin_user, tiny_models):
     project = make_project(tiny_models, first_batch=0)
     step = {"step": 1, "score": 0.123, "kl": 0.4567, "non_score_reward": -0.0091, "entropy": 1.234, "clipfrac": 0.071,

@@ -80,9 +80,10 @@ def test_ppo_in_two_processes_writes_a_policy_that_loads(tiny_models, tmp_path):
     }, hooks, processes=2)
 
     assert result["summary"]["updates"] == 2
-    assert [r["step"] for r in reports] == [0, 1, 2]
+    # two updates, then a rollout that measures the trained policy (relayed by rank 0 too)
+    assert [r["step"] for r in reports] == [0, 1, 2, 2] and reports[-1]["metrics"]["check"] is True
     # the rollout figures are the whole batch's: episodes/s counts both ranks' episodes
-    assert all(r["metrics"]["episodes_per_s"] > 0 for r in reports[1:])
+    assert all(r["metrics"]["episodes_per_s"] > 0 for r in reports[1:3])
     model, tokenizer = load_policy(tmp_path / "policy")
     assert model is not None and tokenizer is not None
     manifest = json.loads((tmp_path / "policy" / "rlhf_checkpoint.json").read_text())

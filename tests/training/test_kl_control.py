@@ -60,18 +60,56 @@ def test_ppo_steers_the_kl_coefficient_every_step(tiny_models, reward_dir, tmp_p
                        kl_coef=0.1, kl_target=5.0, kl_horizon=8.0, kl_max=None)
     result = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p", config)
     steps = result["steps"]
+    # three updates, then a rollout that only measures the trained policy
+    assert len(steps) == 4 and steps[-1]["check"] is True and "pg_loss" not in steps[-1]
     assert steps[0]["kl_coef"] == 0.1
     for before, after in zip(steps, steps[1:]):
         assert after["kl_coef"] == pytest.approx(_paper(before["kl_coef"], before["kl"], 5.0, 4, 8.0))
     assert steps[1]["kl_coef"] != 0.1  # K = 4/8: the coefficient visibly moves
     summary = result["summary"]
-    assert summary["final_kl_coef"] == pytest.approx(_paper(steps[-1]["kl_coef"], steps[-1]["kl"], 5.0, 4, 8.0))
+    assert summary["final_kl_coef"] == pytest.approx(_paper(steps[-2]["kl_coef"], steps[-2]["kl"], 5.0, 4, 8.0))
     assert summary["early_stopped"] is False and summary["stop_reason"] is None and summary["updates"] == 3
+    # the trained policy measured under the target: it is the one saved, with its own figures
+    assert steps[-1]["kl"] <= 5.0 and summary["kept_step"] == 4 and summary["kept_reason"] is None
+    assert summary["final_kl"] == steps[-1]["kl"] and summary["steps"] == 3
 
     fixed = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "f",
                       PPOConfig(steps=2, batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=6,
                                 kl_coef=0.1, adaptive_kl=False))
-    assert [s["kl_coef"] for s in fixed["steps"]] == [0.1, 0.1]
+    assert [s["kl_coef"] for s in fixed["steps"]] == [0.1, 0.1, 0.1]
+
+
+def test_ppo_saves_the_last_policy_measured_under_the_target(tiny_models, reward_dir, tmp_path):
+    # a target the trained policy does not stay under (no KL penalty pulls it back)
+    config = PPOConfig(steps=3, batch_size=4, mini_batch_size=2, ppo_epochs=4, max_new_tokens=6,
+                       learning_rate=5e-2, kl_coef=0.0, kl_target=1e-4, kl_max=None)
+    result = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p", config)
+    steps, summary = result["steps"], result["summary"]
+    assert steps[0]["kl"] == 0.0 and steps[-1]["check"] is True and steps[-1]["kl"] > 1e-4
+    under = [s["step"] for s in steps if s["kl"] <= 1e-4]
+    assert summary["kept_step"] == under[-1] < 4 and summary["updates"] == under[-1] - 1
+    assert summary["final_kl"] == steps[under[-1] - 1]["kl"] <= 1e-4
+    assert "over kl_target" in summary["kept_reason"] and f"step {under[-1]}" in summary["kept_reason"]
+    assert summary["early_stopped"] is False and summary["steps"] == 3
+    manifest = json.loads((tmp_path / "p" / "rlhf_checkpoint.json").read_text())
+    assert manifest["metrics"]["kept_reason"] == summary["kept_reason"]
+    # the same seeds stopped after that many updates save the same weights
+    same = PPOConfig(**{**config.__dict__, "steps": summary["updates"] or 1, "keep_under_target": False})
+    if summary["updates"]:
+        train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "same", same)
+        expected = load_file(str(tmp_path / "same" / "adapter_model.safetensors"))
+    else:  # the parent: fresh adapters, every LoRA B matrix zero
+        expected = {k: v for k, v in load_file(str(tmp_path / "p" / "adapter_model.safetensors")).items()}
+        assert all(not v.any() for k, v in expected.items() if "lora_B" in k)
+    kept = load_file(str(tmp_path / "p" / "adapter_model.safetensors"))
+    assert all(torch.equal(kept[k], expected[k]) for k in kept)
+    # off, the target only steers: the same seeds save the trained policy, whose weights differ
+    trained = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "t",
+                        PPOConfig(**{**config.__dict__, "keep_under_target": False}))
+    assert trained["summary"]["updates"] == 3 and trained["summary"]["kept_reason"] is None
+    assert trained["summary"]["final_kl"] == trained["steps"][-1]["kl"] > 1e-4
+    last = load_file(str(tmp_path / "t" / "adapter_model.safetensors"))
+    assert any(not torch.equal(kept[k], last[k]) for k in kept)
 
 
 def test_ppo_stops_at_the_kl_ceiling_and_keeps_the_last_policy_under_it(tiny_models, reward_dir, tmp_path):

@@ -75,8 +75,8 @@ def test_ppo_trains_every_lora_weight_and_value_head(tiny_models, tmp_path):
     train_reward_model(toy_preferences(16), tiny_models["reward"], reward_dir, RewardConfig(epochs=1))
     config = PPOConfig(steps=2, batch_size=4, mini_batch_size=2, ppo_epochs=2, max_new_tokens=6, learning_rate=1e-3)
     result = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p1", config)
-    steps = result["steps"]
-    assert len(steps) == 2
+    *steps, check = result["steps"]
+    assert len(steps) == 2 and check["check"] is True  # two updates, then the trained policy measured
     for key in ("score", "kl", "non_score_reward", "entropy", "clipfrac", "approx_kl", "vf_loss", "vf_clipfrac",
                 "grad_norm", "response_length", "eos_fraction", "episodes_per_s"):
         assert all(isinstance(s[key], float) for s in steps), key

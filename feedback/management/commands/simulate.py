@@ -157,7 +157,8 @@ class Command(BaseCommand):
             ppo = metrics.get("ppo_summary") or {}
             if ppo.get("final_kl_coef") is not None:
                 self.stdout.write(f"    KL coefficient at the end {ppo['final_kl_coef']:.4f}"
-                                  + (f"; stopped early: {ppo['stop_reason']}" if ppo.get("early_stopped") else ""))
+                                  + (f"; stopped early: {ppo['stop_reason']}" if ppo.get("early_stopped") else "")
+                                  + (f"; {ppo['kept_reason']}" if ppo.get("kept_reason") else ""))
             if rounds[-1]["guards"] is not None:
                 self.stdout.write(f"    {describe_guards(rounds[-1]['guards'])}")
             if training_round.status == "needs_review":
@@ -196,7 +197,8 @@ def _method_figures(metrics: dict, method: str) -> dict:
         "reward_eval_accuracy": reward.get("eval_accuracy"), "reward_eval_pairs": reward.get("eval_pairs"),
         "ppo_mean_kl": ppo.get("mean_kl"), "ppo_final_kl": ppo.get("final_kl"), "ppo_mean_score": ppo.get("mean_score"),
         "ppo_final_kl_coef": ppo.get("final_kl_coef"), "ppo_early_stopped": ppo.get("early_stopped"),
-        "ppo_stop_reason": ppo.get("stop_reason"),
+        "ppo_stop_reason": ppo.get("stop_reason"), "ppo_kept_step": ppo.get("kept_step"),
+        "ppo_updates": ppo.get("updates"), "ppo_kept_reason": ppo.get("kept_reason"),
     }
 
 
