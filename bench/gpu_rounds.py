@@ -63,6 +63,11 @@ def build_models(root: Path, quick: bool, prompts: list[str]) -> tuple[Path, Pat
     return build_smollm2_shaped_policy(root / "policy-0", words), build_minilm_shaped_reward(root / "reward-base", words)
 
 
+def _mean(values: list[float]) -> float:
+    """Mean of the values, 0 for none (the PPO rows that made an update carry episodes/s)."""
+    return sum(values) / len(values) if values else 0.0
+
+
 def _sync() -> None:
     if placement.device().type == "cuda":
         torch.cuda.synchronize()
@@ -133,7 +138,7 @@ def main() -> None:
               f"({reward_result['summary']['train_pairs']} pairs of {len(records)}, {len(reward_result['steps'])} steps, "
               f"held-out acc {reward_result['summary'].get('eval_accuracy', float('nan')):.2f}) | "
               f"ppo {timings['ppo']:.1f} s ({summary['steps']} steps, "
-              f"{sum(s.get('episodes_per_s', 0) for s in ppo_result['steps']) / max(1, len(ppo_result['steps'])):.1f} "
+              f"{_mean([s['episodes_per_s'] for s in ppo_result['steps'] if 'episodes_per_s' in s]):.1f} "
               f"episodes/s, kl {summary['mean_kl']:.3f}) | round {total:.1f} s")
     memory = ""
     if placement.device().type == "cuda":

@@ -83,8 +83,8 @@ def main():
     result = ppo_module.train_ppo(base.path, base.path, reward_path, exports.train_prompts(project), work / "policy",
                                   PPOConfig(**json.loads(args.ppo)))
     seconds = time.monotonic() - started
-    for m in result["steps"]:
-        print({k: round(m[k], 3) for k in ("step", "score", "kl", "approx_kl", "clipfrac", "episodes_per_s")})
+    for m in result["steps"]:  # the last row is the check (or the stop): a rollout without an update
+        print({k: round(m[k], 3) for k in ("step", "score", "kl", "approx_kl", "clipfrac", "episodes_per_s") if k in m})
     new = [r.text for r in generate_responses(str(work / "policy"), messages, GenerationConfig(
         max_new_tokens=48, batch_size=30, seed=args.seed + 1))]
     figures = oracle_compare(oracle, new, old, args.samples)

@@ -293,7 +293,9 @@ def train_ppo(
         )
         mask = response_mask.float()
         with torch.no_grad():
-            old_logprobs, old_values, _ = _forward(module, query, query_mask, responses, response_mask, config.temperature)
+            old_logprobs, old_values, logits = _forward(module, query, query_mask, responses, response_mask,
+                                                        config.temperature)
+            entropy = masked_mean(entropy_from_logits(logits), mask)
             if reference is None:
                 with model.disable_adapter():
                     ref_logprobs, _, _ = _forward(module, query, query_mask, responses, response_mask, config.temperature)
@@ -311,6 +313,7 @@ def train_ppo(
             "kl": float(kl.sum(1).mean()),
             "kl_coef": kl_ctl.value,
             "non_score_reward": float(non_score_reward.sum(1).mean()),
+            "entropy": float(entropy),  # of the rollout; a step that updates reports its minibatches' instead
             "response_length": float(response_mask.sum(1).float().mean()),
             "eos_fraction": float(ended.float().mean()),
         }
@@ -327,7 +330,7 @@ def train_ppo(
         t0 = time.monotonic()
         closing = step == config.steps + 1  # measures the trained policy; no update
         tensors, figures = rollout(step, next_prompts())
-        if config.kl_max is not None and figures["kl"] > config.kl_max:
+        if not closing and config.kl_max is not None and figures["kl"] > config.kl_max:
             stop_reason = (f"KL to the reference {figures['kl']:.2f} passed kl_max {config.kl_max:g} at step {step}; "
                            + (f"kept the policy measured at step {kept_step}" if kept_step
                               else "kept the parent unchanged"))
@@ -341,9 +344,10 @@ def train_ppo(
             step_metrics.append({**figures, "check": True})
             hooks.progress("ppo", config.steps, config.steps, step_metrics[-1])
             if kept_step != step:
-                kept_reason = (f"the trained policy measured KL {figures['kl']:.2f} over kl_target "
-                               f"{config.kl_target:g}; " + (f"kept the policy measured at step {kept_step}"
-                                                            if kept_step else "kept the parent unchanged"))
+                bound = "kl_max" if keep_bound == config.kl_max else "kl_target"
+                kept_reason = (f"the trained policy measured KL {figures['kl']:.2f} over {bound} {keep_bound:g}; "
+                               + (f"kept the policy measured at step {kept_step}" if kept_step
+                                  else "kept the parent unchanged"))
                 _restore_trainable(module, kept_weights or parent_weights)
             break
 

@@ -97,11 +97,16 @@ def _latest(training_round: TrainingRound) -> list[dict]:
         out.append({"label": "RM train accuracy", "value": _number(last.get("accuracy")), "note": f"step {last.get('step')}"})
         out.append({"label": "RM loss", "value": _number(last.get("loss")), "note": f"step {last.get('step')}"})
     if metrics.get("ppo"):
-        last = metrics["ppo"][-1]
+        # the last step that trained (the closing check's figures are the summary's when it is kept)
+        last = ([row for row in metrics["ppo"] if not row.get("check")] or metrics["ppo"])[-1]
         for key, label in (("score", "PPO mean score"), ("kl", "KL to reference"), ("entropy", "entropy"),
                            ("response_length", "response length")):
             if key in last:
                 out.append({"label": label, "value": _number(last[key]), "note": f"step {last.get('step')}"})
+        ppo_summary = metrics.get("ppo_summary") or {}
+        if ppo_summary.get("final_kl") is not None:
+            out.append({"label": "KL of the kept policy", "value": _number(ppo_summary["final_kl"]),
+                        "note": f"measured at step {ppo_summary.get('kept_step')}, {ppo_summary.get('updates')} updates"})
     dpo = metrics.get("dpo_summary") or {}
     if "eval_accuracy" in dpo:
         out.append({"label": "DPO held-out accuracy", "value": _number(dpo["eval_accuracy"]),

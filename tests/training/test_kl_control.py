@@ -80,36 +80,49 @@ def test_ppo_steers_the_kl_coefficient_every_step(tiny_models, reward_dir, tmp_p
 
 
 def test_ppo_saves_the_last_policy_measured_under_the_target(tiny_models, reward_dir, tmp_path):
-    # a target the trained policy does not stay under (no KL penalty pulls it back)
+    # a target the trained policy does not stay under (no KL penalty pulls it back); the k1
+    # estimate of a tiny model's KL wanders around 0, so some steps in between measure under it
     config = PPOConfig(steps=3, batch_size=4, mini_batch_size=2, ppo_epochs=4, max_new_tokens=6,
-                       learning_rate=5e-2, kl_coef=0.0, kl_target=1e-4, kl_max=None)
+                       learning_rate=2e-2, kl_coef=0.0, kl_target=1e-4, kl_max=None)
     result = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p", config)
     steps, summary = result["steps"], result["summary"]
     assert steps[0]["kl"] == 0.0 and steps[-1]["check"] is True and steps[-1]["kl"] > 1e-4
     under = [s["step"] for s in steps if s["kl"] <= 1e-4]
-    assert summary["kept_step"] == under[-1] < 4 and summary["updates"] == under[-1] - 1
+    assert 1 < under[-1] < 4  # a trained policy in between, not the parent and not the last
+    assert summary["kept_step"] == under[-1] and summary["updates"] == under[-1] - 1
     assert summary["final_kl"] == steps[under[-1] - 1]["kl"] <= 1e-4
     assert "over kl_target" in summary["kept_reason"] and f"step {under[-1]}" in summary["kept_reason"]
     assert summary["early_stopped"] is False and summary["steps"] == 3
     manifest = json.loads((tmp_path / "p" / "rlhf_checkpoint.json").read_text())
     assert manifest["metrics"]["kept_reason"] == summary["kept_reason"]
-    # the same seeds stopped after that many updates save the same weights
-    same = PPOConfig(**{**config.__dict__, "steps": summary["updates"] or 1, "keep_under_target": False})
-    if summary["updates"]:
-        train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "same", same)
-        expected = load_file(str(tmp_path / "same" / "adapter_model.safetensors"))
-    else:  # the parent: fresh adapters, every LoRA B matrix zero
-        expected = {k: v for k, v in load_file(str(tmp_path / "p" / "adapter_model.safetensors")).items()}
-        assert all(not v.any() for k, v in expected.items() if "lora_B" in k)
-    kept = load_file(str(tmp_path / "p" / "adapter_model.safetensors"))
-    assert all(torch.equal(kept[k], expected[k]) for k in kept)
+    # the same seeds stopped after that many updates save the same adapters and value head
+    train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "same",
+              PPOConfig(**{**config.__dict__, "steps": summary["updates"], "keep_under_target": False}))
+    for name in ("adapter_model.safetensors", "value_head.safetensors"):
+        kept, expected = load_file(str(tmp_path / "p" / name)), load_file(str(tmp_path / "same" / name))
+        assert kept.keys() == expected.keys() and all(torch.equal(kept[k], expected[k]) for k in kept), name
     # off, the target only steers: the same seeds save the trained policy, whose weights differ
     trained = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "t",
                         PPOConfig(**{**config.__dict__, "keep_under_target": False}))
     assert trained["summary"]["updates"] == 3 and trained["summary"]["kept_reason"] is None
     assert trained["summary"]["final_kl"] == trained["steps"][-1]["kl"] > 1e-4
-    last = load_file(str(tmp_path / "t" / "adapter_model.safetensors"))
+    assert trained["summary"]["final_entropy"] == trained["steps"][-1]["entropy"] > 0  # the check's own rollout
+    kept, last = (load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in ("p", "t"))
     assert any(not torch.equal(kept[k], last[k]) for k in kept)
+
+
+def test_a_check_over_kl_max_keeps_an_earlier_policy_without_stopping_early(tiny_models, reward_dir, tmp_path):
+    # one update, then the check measures the trained policy over the ceiling
+    config = PPOConfig(steps=1, batch_size=4, mini_batch_size=2, ppo_epochs=4, max_new_tokens=6,
+                       learning_rate=2e-2, kl_coef=0.0, kl_max=0.1)
+    result = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p", config)
+    steps, summary = result["steps"], result["summary"]
+    assert [s.get("check", False) for s in steps] == [False, True] and steps[-1]["kl"] > 0.1
+    assert summary["early_stopped"] is False and summary["stop_reason"] is None  # every update ran
+    assert summary["kept_step"] == 1 and summary["updates"] == 0
+    assert "over kl_max 0.1" in summary["kept_reason"] and "step 1" in summary["kept_reason"]
+    adapters = load_file(str(tmp_path / "p" / "adapter_model.safetensors"))
+    assert all(not v.any() for k, v in adapters.items() if "lora_B" in k)  # the untrained start
 
 
 def test_ppo_stops_at_the_kl_ceiling_and_keeps_the_last_policy_under_it(tiny_models, reward_dir, tmp_path):
@@ -119,7 +132,7 @@ def test_ppo_stops_at_the_kl_ceiling_and_keeps_the_last_policy_under_it(tiny_mod
     steps, summary = result["steps"], result["summary"]
     # step 1 samples the untrained adapters: the policy is the reference, KL exactly 0
     assert steps[0]["kl"] == 0.0 and not steps[0].get("stopped")
-    assert summary["early_stopped"] is True and len(steps) < 6
+    assert summary["early_stopped"] is True and len(steps) < 6 + 1
     assert steps[-1]["stopped"] is True and steps[-1]["kl"] > 1e-4
     assert "kl_max" in summary["stop_reason"] and f"step {len(steps)}" in summary["stop_reason"]
     # the policy saved is the one sampled at the step before the stop, with one update fewer
