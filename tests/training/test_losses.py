@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from training.generation import truncate_after_eos
-from training.ppo import compute_gae, masked_mean, masked_whiten, policy_loss, value_loss
+from training.ppo import compute_gae, masked_mean, masked_whiten, policy_loss, sequence_kl, value_loss
 from training.reward import bradley_terry_loss
 
 
@@ -114,3 +114,20 @@ def test_response_logprobs_match_a_full_forward(tiny_models):
     assert logprobs.shape == (2, 5) and values.shape == (2, 5)
     torch.testing.assert_close(logprobs, expected)
     torch.testing.assert_close(values, full_values[:, context - 1:-1])
+
+
+def test_sequence_kl_is_the_full_distribution_kl_summed_over_the_answer():
+    torch.manual_seed(0)
+    logits, ref = torch.randn(2, 3, 5), torch.randn(2, 3, 5)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    expected = []
+    for b in range(2):
+        total = 0.0
+        for t in range(3):
+            if mask[b, t]:
+                p, q = torch.softmax(logits[b, t], -1), torch.softmax(ref[b, t], -1)
+                total += sum(float(p[v]) * math.log(float(p[v]) / float(q[v])) for v in range(5))
+        expected.append(total)
+    got = sequence_kl(logits, ref, mask)
+    assert got.tolist() == pytest.approx(expected, rel=1e-5)
+    assert (got > 0).all() and sequence_kl(logits, logits, mask).abs().max() < 1e-6  # zero only for the same policy
