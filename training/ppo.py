@@ -304,8 +304,10 @@ def train_ppo(
             cursor += 1
         return distributed.shard(batch_prompts)
 
-    def rollout(step: int, batch_prompts: list):
-        """Sample the current policy on `batch_prompts`, score it; tensors for the update and its figures."""
+    def rollout(step: int, batch_prompts: list, closing: bool):
+        """Sample the current policy on `batch_prompts`, score it; tensors for the update and its figures.
+
+        The closing check reports the rollout's entropy (a step that updates reports its minibatches')."""
         query, query_mask, responses, response_mask, ended = sample(
             model, tokenizer, batch_prompts, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
         )
@@ -313,7 +315,7 @@ def train_ppo(
         with torch.no_grad():
             old_logprobs, old_values, logits = _forward(module, query, query_mask, responses, response_mask,
                                                         config.temperature)
-            entropy = masked_mean(entropy_from_logits(logits), mask)
+            entropy = {"entropy": float(masked_mean(entropy_from_logits(logits), mask))} if closing else {}
             if reference is None:
                 with model.disable_adapter():
                     ref_logprobs, _, ref_logits = _forward(module, query, query_mask, responses, response_mask,
@@ -336,7 +338,7 @@ def train_ppo(
             "kl_k1": float(kl.sum(1).mean()),
             "kl_coef": kl_ctl.value,
             "non_score_reward": float(non_score_reward.sum(1).mean()),
-            "entropy": float(entropy),  # of the rollout; a step that updates reports its minibatches' instead
+            **entropy,
             "response_length": float(response_mask.sum(1).float().mean()),
             "eos_fraction": float(ended.float().mean()),
         }
@@ -352,11 +354,10 @@ def train_ppo(
         hooks.check()
         t0 = time.monotonic()
         closing = step == config.steps + 1  # measures the trained policy; no update
-        tensors, figures = rollout(step, next_prompts())
+        tensors, figures = rollout(step, next_prompts(), closing)
         if not closing and config.kl_max is not None and figures["kl"] > config.kl_max:
             stop_reason = (f"KL to the reference {figures['kl']:.2f} passed kl_max {config.kl_max:g} at step {step}; "
-                           + (f"kept the policy measured at step {kept_step}" if kept_step
-                              else "kept the parent unchanged"))
+                           + _kept_phrase(kept_step))
             _restore_trainable(module, kept_weights or parent_weights)
             step_metrics.append({**figures, "stopped": True})
             hooks.progress("ppo", min(step, config.steps), config.steps, step_metrics[-1])
@@ -369,8 +370,7 @@ def train_ppo(
             if kept_step != step:
                 bound = "kl_max" if keep_bound == config.kl_max else "kl_target"
                 kept_reason = (f"the trained policy measured KL {figures['kl']:.2f} over {bound} {keep_bound:g}; "
-                               + (f"kept the policy measured at step {kept_step}" if kept_step
-                                  else "kept the parent unchanged"))
+                               + _kept_phrase(kept_step))
                 _restore_trainable(module, kept_weights or parent_weights)
             break
 
@@ -451,6 +451,11 @@ def _keep_bound(config: PPOConfig) -> float:
     if config.adaptive_kl and config.keep_under_target:
         bounds.append(config.kl_target)
     return min(bounds, default=float("inf"))
+
+
+def _kept_phrase(kept_step: int | None) -> str:
+    """What a round saved instead of its last weights: the policy a step measured, or the parent."""
+    return f"kept the policy measured at step {kept_step}" if kept_step else "kept the parent unchanged"
 
 
 def _copy_trainable(module: torch.nn.Module) -> dict:
