@@ -238,6 +238,12 @@ def round_plan(project: Project, config: dict | None, *, pairs: int | None = Non
         "steps": ppo.steps, "episodes": ppo.steps * ppo.batch_size, "train_prompts": train_prompts,
         "gradient_steps": ppo.steps * ppo.ppo_epochs * (ppo.batch_size // ppo.mini_batch_size),
         "max_new_tokens": ppo.max_new_tokens, "use_lora": ppo.use_lora,
+        # Rollouts shorter than the answers the project generates, with the EOS penalty on,
+        # score an answer that needs more tokens as one that never ends: PPO then teaches
+        # brevity nobody voted for (BENCHMARKS.md, issue 12's list:2:3 runs).
+        "brevity_pressure": (ppo.missing_eos_penalty > 0
+                             and ppo.max_new_tokens < resolved["generation"]["max_new_tokens"]),
+        "missing_eos_penalty": ppo.missing_eos_penalty,
     }
     return plan
 

@@ -124,6 +124,20 @@ def test_plan_says_how_many_epochs_the_minimum_steps_rule_makes(tiny_models, ali
     assert not ppo["enough_pairs"] and ppo["reward"]["steps"] == 0
 
 
+def test_plan_warns_when_ppo_rollouts_are_shorter_than_the_projects_answers(client, admin_user, tiny_models):
+    project = make_project(tiny_models, first_batch=0)  # generates up to 8 tokens
+    client.force_login(admin_user)
+    url = reverse("feedback:round_plan", args=[project.pk])
+    short = client.get(url, {"ppo__max_new_tokens": "4", "generation__max_new_tokens": "8"}).content.decode()
+    assert 'id="plan-ppo-brevity"' in short and "up to 4 tokens, this project's batches up to 8" in short
+    for same in ({"ppo__max_new_tokens": "8"}, {"ppo__max_new_tokens": "4", "ppo__missing_eos_penalty": "0"}):
+        page = client.get(url, {"generation__max_new_tokens": "8", **same}).content.decode()
+        assert "Fix the settings" not in page  # a plan, not a form error
+        assert 'id="plan-ppo-brevity"' not in page
+    assert round_plan(project, {"ppo": {"max_new_tokens": 4}, "generation": {"max_new_tokens": 8}})["ppo"]["brevity_pressure"]
+    assert not round_plan(project, {"ppo": {"max_new_tokens": 8}})["ppo"]["brevity_pressure"]
+
+
 def test_plan_matches_what_the_reward_trainer_runs(tiny_models):
     from training.config import RewardConfig
     from training.reward import train_reward_model
