@@ -243,7 +243,6 @@ def round_plan(project: Project, config: dict | None, *, pairs: int | None = Non
         # brevity nobody voted for (BENCHMARKS.md, issue 12's list:2:3 runs).
         "brevity_pressure": (ppo.missing_eos_penalty > 0
                              and ppo.max_new_tokens < resolved["generation"]["max_new_tokens"]),
-        "missing_eos_penalty": ppo.missing_eos_penalty,
     }
     return plan
 

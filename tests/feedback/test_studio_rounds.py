@@ -130,6 +130,7 @@ def test_plan_warns_when_ppo_rollouts_are_shorter_than_the_projects_answers(clie
     url = reverse("feedback:round_plan", args=[project.pk])
     short = client.get(url, {"ppo__max_new_tokens": "4", "generation__max_new_tokens": "8"}).content.decode()
     assert 'id="plan-ppo-brevity"' in short and "up to 4 tokens, this project's batches up to 8" in short
+    assert "missing-EOS penalty (1.0)" in short
     for same in ({"ppo__max_new_tokens": "8"}, {"ppo__max_new_tokens": "4", "ppo__missing_eos_penalty": "0"}):
         page = client.get(url, {"generation__max_new_tokens": "8", **same}).content.decode()
         assert "Fix the settings" not in page  # a plan, not a form error
