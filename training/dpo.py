@@ -45,7 +45,7 @@ from training.checkpoints import atomic_directory, write_manifest
 from training.config import DPOConfig
 from training.generation import eos_id, make_generator, position_ids_from_mask, render_prompt, sample
 from training.models import policy_manifest, prepare_trainable_policy
-from training.ppo import VALUE_HEAD_FILE
+from training.ppo import VALUE_HEAD_FILE, logprobs_of, sequence_kl
 from training.progress import NO_HOOKS, Hooks
 from training.reward import NotEnoughData, split_records
 
@@ -112,8 +112,8 @@ def encode_pairs(tokenizer, records: list[dict], config: DPOConfig, device) -> d
             "responses": response.to(device), "response_mask": response_mask.to(device)}
 
 
-def response_logprobs(model, batch: dict, temperature: float = 1.0) -> torch.Tensor:
-    """Per-token logprobs of the response tokens (0 on padding), shape (rows, response width)."""
+def response_logits(model, batch: dict, temperature: float = 1.0) -> torch.Tensor:
+    """Logits at `temperature` of the positions that predict the response tokens, (rows, width, vocab)."""
     input_ids = torch.cat([batch["query"], batch["responses"]], dim=1)
     attention_mask = torch.cat([batch["query_mask"], batch["response_mask"]], dim=1)
     width = batch["responses"].shape[1]
@@ -122,16 +122,21 @@ def response_logprobs(model, batch: dict, temperature: float = 1.0) -> torch.Ten
         logits = model(input_ids=input_ids, attention_mask=attention_mask,
                        position_ids=position_ids_from_mask(attention_mask), use_cache=False,
                        logits_to_keep=width + 1).logits[:, :-1].float()
-    logp = torch.gather(F.log_softmax(logits / temperature, dim=-1), 2, batch["responses"].unsqueeze(-1)).squeeze(-1)
-    return logp * batch["response_mask"]
+    return logits / temperature
 
 
-def _reference_logprobs(model, reference, batch: dict, temperature: float = 1.0) -> torch.Tensor:
+def response_logprobs(model, batch: dict, temperature: float = 1.0) -> torch.Tensor:
+    """Per-token logprobs of the response tokens (0 on padding), shape (rows, response width)."""
+    return logprobs_of(response_logits(model, batch, temperature), batch["responses"]) * batch["response_mask"]
+
+
+def _reference(model, reference, batch: dict, temperature: float, of=response_logprobs) -> torch.Tensor:
+    """`of` (logprobs or logits) under the reference: round 0, or the LoRA policy with its adapters off."""
     with torch.no_grad():
         if reference is None:
             with model.disable_adapter():
-                return response_logprobs(model, batch, temperature)
-        return response_logprobs(reference, batch, temperature)
+                return of(model, batch, temperature)
+        return of(reference, batch, temperature)
 
 
 def _batches(records: list, size: int):
@@ -171,12 +176,14 @@ def evaluate(model, tokenizer, records: list[dict], ref_logprobs: list[torch.Ten
 def measure_kl(model, tokenizer, reference, prompts: list, config: DPOConfig) -> dict:
     """KL of the policy to the reference on its own answers to `prompts`, as PPO measures it.
 
-    One answer per prompt at `kl_temperature`; the figure is the k1 estimate summed over each
-    answer's tokens (nats per answer) and averaged over answers: PPO's `kl`.
+    One answer per prompt at `kl_temperature`; the figure is PPO's `kl`: per answer, the
+    exact KL over the vocabulary summed over the answer's positions (`ppo.sequence_kl`),
+    averaged over answers. It is never negative, unlike the sampled k1 estimate (reported as
+    `kl_k1`), which on a handful of answers can read below zero.
     """
     where = next(model.parameters()).device
     generator = make_generator(config.seed, device=where)
-    kls, lengths, ended_all = [], [], []
+    kls, k1s, lengths, ended_all = [], [], [], []
     with torch.no_grad():
         for batch_prompts in _batches(prompts, config.batch_size):
             query, query_mask, responses, response_mask, ended = sample(
@@ -184,13 +191,17 @@ def measure_kl(model, tokenizer, reference, prompts: list, config: DPOConfig) ->
                 temperature=config.kl_temperature, generator=generator,
             )
             batch = {"query": query, "query_mask": query_mask, "responses": responses, "response_mask": response_mask}
-            logp = response_logprobs(model, batch, config.kl_temperature)
-            ref = _reference_logprobs(model, reference, batch, config.kl_temperature)
-            kls.append((logp - ref).sum(1))
+            logits = response_logits(model, batch, config.kl_temperature)
+            ref_logits = _reference(model, reference, batch, config.kl_temperature, of=response_logits)
+            kls.append(sequence_kl(logits, ref_logits, response_mask))
+            k1 = logprobs_of(logits, responses) - logprobs_of(ref_logits, responses)
+            k1s.append((k1 * response_mask).sum(1))
+            del logits, ref_logits
             lengths.append(response_mask.sum(1).float())
             ended_all.append(ended.float())
-    return {"kl_to_round0": float(torch.cat(kls).mean()), "kl_prompts": len(prompts),
-            "kl_response_length": float(torch.cat(lengths).mean()), "kl_eos_fraction": float(torch.cat(ended_all).mean())}
+    return {"kl_to_round0": float(torch.cat(kls).mean()), "kl_k1": float(torch.cat(k1s).mean()),
+            "kl_prompts": len(prompts), "kl_response_length": float(torch.cat(lengths).mean()),
+            "kl_eos_fraction": float(torch.cat(ended_all).mean())}
 
 
 def train_dpo(
@@ -234,7 +245,7 @@ def train_dpo(
         for batch_records in _batches(part, config.batch_size):
             hooks.check()
             n = len(batch_records)
-            seq = _reference_logprobs(model, reference, encode_pairs(tokenizer, batch_records, config, where)).sum(1)
+            seq = _reference(model, reference, encode_pairs(tokenizer, batch_records, config, where), 1.0).sum(1)
             out.extend(torch.stack([seq[:n], seq[n:]], dim=1).cpu())
     before = evaluate(model, tokenizer, held_out, ref_eval, config)
 
