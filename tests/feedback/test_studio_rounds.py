@@ -128,15 +128,18 @@ def test_plan_warns_when_ppo_rollouts_are_shorter_than_the_projects_answers(clie
     project = make_project(tiny_models, first_batch=0)  # generates up to 8 tokens
     client.force_login(admin_user)
     url = reverse("feedback:round_plan", args=[project.pk])
-    short = client.get(url, {"ppo__max_new_tokens": "4", "generation__max_new_tokens": "8"}).content.decode()
+    short = client.get(url, {"ppo__max_new_tokens": "4", "generation__max_new_tokens": "8",
+                             "ppo__missing_eos_penalty": "1.5"}).content.decode()
     assert 'id="plan-ppo-brevity"' in short and "up to 4 tokens, this project's batches up to 8" in short
-    assert "missing-EOS penalty (1.0)" in short
-    for same in ({"ppo__max_new_tokens": "8"}, {"ppo__max_new_tokens": "4", "ppo__missing_eos_penalty": "0"}):
+    assert "missing-EOS penalty (1.5)" in short
+    # the penalty is off by default, so shorter rollouts alone do not warn; nor does a penalty at equal lengths
+    for same in ({"ppo__max_new_tokens": "4"}, {"ppo__max_new_tokens": "8", "ppo__missing_eos_penalty": "1.5"}):
         page = client.get(url, {"generation__max_new_tokens": "8", **same}).content.decode()
         assert "Fix the settings" not in page  # a plan, not a form error
         assert 'id="plan-ppo-brevity"' not in page
-    assert round_plan(project, {"ppo": {"max_new_tokens": 4}, "generation": {"max_new_tokens": 8}})["ppo"]["brevity_pressure"]
-    assert not round_plan(project, {"ppo": {"max_new_tokens": 8}})["ppo"]["brevity_pressure"]
+    assert round_plan(project, {"ppo": {"max_new_tokens": 4, "missing_eos_penalty": 1.0},
+                                "generation": {"max_new_tokens": 8}})["ppo"]["brevity_pressure"]
+    assert not round_plan(project, {"ppo": {"max_new_tokens": 4}, "generation": {"max_new_tokens": 8}})["ppo"]["brevity_pressure"]
 
 
 def test_plan_matches_what_the_reward_trainer_runs(tiny_models):

@@ -55,8 +55,12 @@ def reward_dir(tiny_models, tmp_path):
     return tmp_path / "rm"
 
 
+# The seeded figures below (KL per step, steps kept) were measured with the missing-EOS penalty
+# on, so the configs name it: its default is now 0, and the penalty changes every trajectory.
+
+
 def test_ppo_steers_the_kl_coefficient_every_step(tiny_models, reward_dir, tmp_path):
-    config = PPOConfig(steps=3, batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=6,
+    config = PPOConfig(steps=3, batch_size=4, mini_batch_size=2, missing_eos_penalty=1.0, ppo_epochs=1, max_new_tokens=6,
                        kl_coef=0.1, kl_target=5.0, kl_horizon=8.0, kl_max=None)
     result = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p", config)
     steps = result["steps"]
@@ -74,7 +78,7 @@ def test_ppo_steers_the_kl_coefficient_every_step(tiny_models, reward_dir, tmp_p
     assert summary["final_kl"] == steps[-1]["kl"] and summary["steps"] == 3
 
     fixed = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "f",
-                      PPOConfig(steps=2, batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=6,
+                      PPOConfig(steps=2, batch_size=4, mini_batch_size=2, missing_eos_penalty=1.0, ppo_epochs=1, max_new_tokens=6,
                                 kl_coef=0.1, adaptive_kl=False))
     assert [s["kl_coef"] for s in fixed["steps"]] == [0.1, 0.1, 0.1]
 
@@ -83,7 +87,7 @@ def test_ppo_saves_the_last_policy_measured_under_the_target(tiny_models, reward
     # no KL penalty pulls the policy back; these seeds measure KL 0, 0.163, 0.179 and (the
     # check) 0.170, so under a target of 0.165 the policy after one update is the last kept
     target = 0.165
-    config = PPOConfig(steps=3, batch_size=4, mini_batch_size=2, ppo_epochs=4, max_new_tokens=6,
+    config = PPOConfig(steps=3, batch_size=4, mini_batch_size=2, missing_eos_penalty=1.0, ppo_epochs=4, max_new_tokens=6,
                        learning_rate=2e-2, kl_coef=0.0, kl_target=target, kl_max=None)
     result = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p", config)
     steps, summary = result["steps"], result["summary"]
@@ -114,7 +118,7 @@ def test_ppo_saves_the_last_policy_measured_under_the_target(tiny_models, reward
 
 def test_a_check_over_kl_max_keeps_an_earlier_policy_without_stopping_early(tiny_models, reward_dir, tmp_path):
     # one update, then the check measures the trained policy over the ceiling
-    config = PPOConfig(steps=1, batch_size=4, mini_batch_size=2, ppo_epochs=4, max_new_tokens=6,
+    config = PPOConfig(steps=1, batch_size=4, mini_batch_size=2, missing_eos_penalty=1.0, ppo_epochs=4, max_new_tokens=6,
                        learning_rate=2e-2, kl_coef=0.0, kl_max=0.1)
     result = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p", config)
     steps, summary = result["steps"], result["summary"]
@@ -128,7 +132,7 @@ def test_a_check_over_kl_max_keeps_an_earlier_policy_without_stopping_early(tiny
 
 def test_ppo_stops_at_the_kl_ceiling_and_keeps_the_last_policy_under_it(tiny_models, reward_dir, tmp_path):
     # these seeds measure KL 0, 0.023, 0.081, 0.130, ...: a ceiling of 0.1 stops PPO at step 4
-    config = PPOConfig(steps=6, batch_size=4, mini_batch_size=2, ppo_epochs=2, max_new_tokens=6,
+    config = PPOConfig(steps=6, batch_size=4, mini_batch_size=2, missing_eos_penalty=1.0, ppo_epochs=2, max_new_tokens=6,
                        learning_rate=2e-3, kl_max=0.1)
     result = train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "p", config)
     steps, summary = result["steps"], result["summary"]
@@ -159,7 +163,7 @@ def test_ppo_stops_at_the_kl_ceiling_and_keeps_the_last_policy_under_it(tiny_mod
 
 
 def test_ppo_over_the_ceiling_from_the_start_saves_the_parent_unchanged(tiny_models, reward_dir, tmp_path):
-    first = PPOConfig(steps=2, batch_size=4, mini_batch_size=2, ppo_epochs=2, max_new_tokens=6, learning_rate=2e-2,
+    first = PPOConfig(steps=2, batch_size=4, mini_batch_size=2, missing_eos_penalty=1.0, ppo_epochs=2, max_new_tokens=6, learning_rate=2e-2,
                       kl_max=None)
     train_ppo(tiny_models["policy"], tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "r1", first)
     result = train_ppo(tmp_path / "r1", tiny_models["policy"], reward_dir, TINY_PROMPTS, tmp_path / "r2",
