@@ -30,6 +30,8 @@ def _guards(guards: dict | None) -> str:
     verdict = "passed" if guards.get("passed") else "**TRIPPED: " + ", ".join(guards.get("tripped", [])) + "**"
     if not guards.get("enforced", True):
         verdict += " (not enforced)"
+    if new.get("kl_to_round0") is not None:
+        figures += f"; held-out KL {new['kl_to_round0']:.2f}"
     return f"{verdict}: {figures}"
 
 

@@ -16,7 +16,13 @@ round 0's answers to the same prompts, so they need no absolute notion of good t
 - EOS rate: answers that finished instead of running into the token limit;
 - mean length in policy tokens;
 - NLL: round 0's mean per-token negative log-likelihood of the answers (temperature 1,
-  EOS included when the answer finished): how plausible round 0 finds the text.
+  EOS included when the answer finished): how plausible round 0 finds the text;
+- KL to round 0 (`kl_to_round0`, reported, not a guard: PPO's ceiling and target bound
+  it): per new answer, the exact KL of the new policy to round 0 over the vocabulary
+  (`ppo.sequence_kl`) at the guards' sampling temperature, summed over the answer,
+  averaged over answers. The same held-out prompts every round and for PPO and DPO alike,
+  so unlike PPO's own figure (its rollouts' training prompts) it compares across rounds
+  and methods.
 
 Words for the n-gram figures are lowercased runs of letters, runs of digits (all
 written "0", so list numbers do not make repeated lines look new) and single
@@ -32,6 +38,7 @@ from training import device as placement
 from training.config import GenerationConfig, GuardConfig
 from training.generation import GeneratedSample, as_messages, encode_prompts, generate_responses, position_ids_from_mask
 from training.models import load_policy
+from training.ppo import sequence_kl
 from training.progress import NO_HOOKS, Hooks
 
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]")
@@ -102,19 +109,15 @@ def answer_figures(answers: list[GeneratedSample], repeat_ngram: int = 3) -> dic
     }
 
 
-@torch.no_grad()
-def answer_nll(model, tokenizer, prompts: list, answers: list[GeneratedSample],
-               batch_size: int = 8) -> list[tuple[float, int]]:
-    """(summed negative log-likelihood, tokens) of each answer under `model`, given its prompt.
+def _answer_batches(tokenizer, prompts: list, answers: list[GeneratedSample], batch_size: int, where):
+    """Prompt + answer batches as PPO lays them out: (input_ids, attention_mask, responses, response_mask).
 
     The answer text is tokenized again (with EOS appended when it finished), so hand-made
     answers and answers of another policy are scored the same way.
     """
     eos = tokenizer.eos_token_id
-    results: list[tuple[float, int]] = []
     for start in range(0, len(prompts), batch_size):
         batch_prompts, batch_answers = prompts[start:start + batch_size], answers[start:start + batch_size]
-        where = next(model.parameters()).device
         enc = encode_prompts(tokenizer, batch_prompts, device=where)
         ids = [tokenizer(a.text, add_special_tokens=False)["input_ids"] + ([eos] if a.finished else [])
                for a in batch_answers]
@@ -127,13 +130,44 @@ def answer_nll(model, tokenizer, prompts: list, answers: list[GeneratedSample],
         responses, response_mask = responses.to(where), response_mask.to(where)
         input_ids = torch.cat([enc["input_ids"], responses], dim=1)
         attention_mask = torch.cat([enc["attention_mask"], response_mask], dim=1)
-        with placement.autocast():
-            logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                           position_ids=position_ids_from_mask(attention_mask), use_cache=False,
-                           logits_to_keep=width + 1).logits[:, :-1].float()
+        yield input_ids, attention_mask, responses, response_mask
+
+
+def _response_logits(model, input_ids, attention_mask, width: int) -> torch.Tensor:
+    """Logits of the positions that predict the `width` response tokens."""
+    with placement.autocast():
+        return model(input_ids=input_ids, attention_mask=attention_mask,
+                     position_ids=position_ids_from_mask(attention_mask), use_cache=False,
+                     logits_to_keep=width + 1).logits[:, :-1].float()
+
+
+@torch.no_grad()
+def answer_nll(model, tokenizer, prompts: list, answers: list[GeneratedSample],
+               batch_size: int = 8) -> list[tuple[float, int]]:
+    """(summed negative log-likelihood, tokens) of each answer under `model`, given its prompt."""
+    results: list[tuple[float, int]] = []
+    where = next(model.parameters()).device
+    for input_ids, attention_mask, responses, response_mask in _answer_batches(
+            tokenizer, prompts, answers, batch_size, where):
+        logits = _response_logits(model, input_ids, attention_mask, responses.shape[1])
         logp = torch.gather(torch.log_softmax(logits, dim=-1), 2, responses.unsqueeze(-1)).squeeze(-1)
         nll = -(logp * response_mask).sum(1)
         results.extend((float(v), int(m)) for v, m in zip(nll, response_mask.sum(1)))
+    return results
+
+
+@torch.no_grad()
+def answer_kl(policy, reference, tokenizer, prompts: list, answers: list[GeneratedSample], temperature: float,
+              batch_size: int = 8) -> list[float]:
+    """Per answer, the exact KL(policy || reference) at `temperature`, summed over the answer's tokens."""
+    results: list[float] = []
+    where = next(policy.parameters()).device
+    for input_ids, attention_mask, responses, response_mask in _answer_batches(
+            tokenizer, prompts, answers, batch_size, where):
+        width = responses.shape[1]
+        logits = _response_logits(policy, input_ids, attention_mask, width) / temperature
+        ref_logits = _response_logits(reference, input_ids, attention_mask, width) / temperature
+        results.extend(float(v) for v in sequence_kl(logits, ref_logits, response_mask.float()))
     return results
 
 
@@ -231,7 +265,8 @@ def guards_evaluate(
     reference = load_policy(reference_path)
     ref_answers = generate_responses(reference_path, prompts, generation, inner, model_and_tokenizer=reference)
     hooks.progress("guards", 1, total)
-    new_answers = generate_responses(new_policy_path, prompts, generation, inner)
+    new_policy = load_policy(new_policy_path)
+    new_answers = generate_responses(new_policy_path, prompts, generation, inner, model_and_tokenizer=new_policy)
     hooks.progress("guards", 2, total)
     parent_answers = ref_answers
     if not same_parent:
@@ -243,6 +278,10 @@ def guards_evaluate(
                "reference": answer_figures(ref_answers, config.repeat_ngram)}
     figures["new"]["nll"] = mean_nll(answer_nll(model, tokenizer, prompts, new_answers, generation.batch_size))
     figures["reference"]["nll"] = mean_nll(answer_nll(model, tokenizer, prompts, ref_answers, generation.batch_size))
+    kls = answer_kl(new_policy[0], model, tokenizer, prompts, new_answers, generation.temperature, generation.batch_size)
+    figures["new"]["kl_to_round0"] = sum(kls) / len(kls)
+    figures["reference"]["kl_to_round0"] = 0.0
+    del new_policy
     hooks.progress("guards", total, total)
     verdict = guards_verdict(figures["new"], figures["reference"], config)
     samples = [

@@ -234,7 +234,8 @@ def describe_guards(summary: dict) -> str:
     verdict = "passed" if summary.get("passed") else f"TRIPPED {', '.join(summary.get('tripped') or [])}"
     if not summary.get("passed") and not summary.get("enforced"):
         verdict += " (not enforced)"
-    return f"guards {verdict}: {figures} (new vs round 0)"
+    kl = f"; KL to round 0 on these prompts {new['kl_to_round0']:.2f}" if new.get("kl_to_round0") is not None else ""
+    return f"guards {verdict}: {figures} (new vs round 0){kl}"
 
 
 def reference_and_active(project: Project) -> tuple[Checkpoint, Checkpoint]:

@@ -76,6 +76,9 @@ def test_a_dpo_round_trains_activates_generates_and_its_page_shows_dpo_figures(t
     page = client.get(reverse("feedback:round_detail", args=[done.pk])).content.decode()
     assert 'id="round-dpo"' in page and 'id="round-charts-dpo"' in page and "DPO steps" in page
     assert f'<b id="dpo-kl">{summary["kl_to_round0"]:.2f}</b>' in page
+    # and the guards' KL on their held-out prompts, the figure that compares with PPO's rounds
+    held_out_kl = done.metrics["guards"]["figures"]["new"]["kl_to_round0"]
+    assert held_out_kl >= 0 and f'<b id="guards-kl">{held_out_kl:.2f}</b>' in page
     assert f'{summary["train_accuracy"]:.3f}' in page
     assert "Reward model steps" not in page and "PPO steps" not in page and "KL control" not in page
     status = client.get(reverse("feedback:round_status", args=[done.pk])).json()

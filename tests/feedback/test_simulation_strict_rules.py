@@ -62,6 +62,9 @@ def test_guard_summary_reads_the_rounds_metrics_and_describes_them():
     assert "TRIPPED distinct_2, eos_rate" in line
     assert "distinct-2 0.01 vs 0.90" in line and "EOS rate 0.00 vs 0.50" in line
     assert "NLL" not in line  # a figure missing on one side is left out
+    assert "KL to round 0" not in line
+    metrics["guards"]["figures"]["new"]["kl_to_round0"] = 7.125
+    assert describe_guards(guard_summary(metrics)).endswith("(new vs round 0); KL to round 0 on these prompts 7.12")
     assert "(not enforced)" in describe_guards({**summary, "enforced": False})
 
 

@@ -11,6 +11,7 @@ from training.config import ConfigError, GenerationConfig, GuardConfig, config_f
 from training.generation import GeneratedSample, render_prompt
 from training.guards import (
     answer_figures,
+    answer_kl,
     answer_nll,
     distinct_n,
     guards_evaluate,
@@ -138,6 +139,25 @@ def test_nll_matches_a_hand_computation_on_a_tiny_model(tiny_models):
     assert mean_nll([(0.0, 0)]) is None
 
 
+def test_kl_to_round0_matches_a_hand_computation_on_tiny_models(tiny_models, tmp_path):
+    reference, tokenizer = load_policy(tiny_models["policy"])
+    policy, _ = load_policy(build_tiny_policy(tmp_path / "other", TINY_WORDS, seed=1))
+    prompts = ["tell me about the cat", "why is the sky blue", "hello"]
+    samples = [GeneratedSample("the cat sat on the mat", 6, True), GeneratedSample("blue", 1, False),
+               GeneratedSample("", 0, True)]
+    got = answer_kl(policy, reference, tokenizer, prompts, samples, temperature=0.7, batch_size=2)
+    for prompt, sample, kl in zip(prompts, samples, got):
+        query = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(sample.text, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id]
+                                                                                  if sample.finished else [])
+        with torch.no_grad():
+            p, q = (torch.log_softmax(m(torch.tensor([query + answer])).logits[0] / 0.7, -1) for m in (policy, reference))
+        positions = range(len(query) - 1, len(query) + len(answer) - 1)  # those that predict the answer's tokens
+        expected = sum((p[i].exp() * (p[i] - q[i])).sum().item() for i in positions)
+        assert kl == pytest.approx(expected, rel=1e-4, abs=1e-5) and kl > 0
+    assert answer_kl(reference, reference, tokenizer, prompts, samples, temperature=0.7) == [0.0, 0.0, 0.0]
+
+
 def test_guards_evaluate_answers_with_each_policy_and_returns_plain_data(tiny_models, tmp_path):
     # a policy far from the reference: the tiny models' logits are near zero (near-uniform
     # sampling, the same draws whatever the weights), so sharpen this one's
@@ -163,6 +183,14 @@ def test_guards_evaluate_answers_with_each_policy_and_returns_plain_data(tiny_mo
     assert [s["parent"] for s in result["samples"]] == [s["new"] for s in result["samples"]]
     assert [s["new"] for s in result["samples"]] != [s["reference"] for s in result["samples"]]
     assert result["figures"]["new"]["nll"] != result["figures"]["reference"]["nll"]
+    # round 0 against itself is at KL 0 exactly; the sharpened policy is far from it, and the figure is
+    # the exact KL of its answers (recomputed here from both models' logits)
+    assert same["figures"]["new"]["kl_to_round0"] == 0.0 == result["figures"]["reference"]["kl_to_round0"]
+    reference, _ = load_policy(tiny_models["policy"])
+    answers = [GeneratedSample(text=s["new"], token_count=0, finished=s["new_finished"]) for s in result["samples"]]
+    expected = answer_kl(model, reference, tokenizer, TINY_PROMPTS[:4], answers, generation.temperature)
+    assert result["figures"]["new"]["kl_to_round0"] == pytest.approx(sum(expected) / 4) and min(expected) > 0.1
+    assert not [g for g in result["guards"] if g["figure"] == "kl_to_round0"]  # reported, not a guard
     assert result["figures"]["new"]["mean_length"] <= 4
     assert set(result["tripped"]) == {g["guard"] for g in result["guards"] if g["tripped"]}
     json.dumps(result)  # stored as is in the round's metrics
