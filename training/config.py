@@ -4,7 +4,9 @@ Each config is saved inside every checkpoint it produced (`rlhf_checkpoint.json`
 checkpoint always says how it was made. Defaults are sized so that one demo round with
 SmolLM2-135M finishes in minutes on a laptop CPU.
 """
+import functools
 import math
+import threading
 import types
 import typing
 from dataclasses import asdict, dataclass, fields
@@ -410,12 +412,24 @@ def config_to_dict(config) -> dict:
 
 
 
+_help_lock = threading.Lock()
+
+
 def field_help(cls) -> dict[str, str]:
     """Each field's docstring (the string literal under it in the class body), by field name.
 
     The docstrings are the one place a setting is explained; the studio's launch form
-    shows them as help text rather than keeping a second copy.
+    shows them as help text rather than keeping a second copy. Parsed once per class:
+    Python 3.11's `ast.parse` is not safe to run in two threads at once (it raised
+    "AST constructor recursion depth mismatch" under the threaded test server), so the
+    first parse happens under a lock and every later call reads the cache.
     """
+    with _help_lock:
+        return dict(_parse_field_help(cls))
+
+
+@functools.cache
+def _parse_field_help(cls) -> dict[str, str]:
     import ast
     import inspect
     import textwrap
