@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from training import device as placement
 from training.checkpoints import atomic_directory, write_manifest
 from training.config import DPOConfig
-from training.generation import eos_id, make_generator, position_ids_from_mask, render_prompt, sample
+from training.generation import eos_id, make_generator, render_prompt, response_logits, sample
 from training.models import policy_manifest, prepare_trainable_policy
 from training.ppo import VALUE_HEAD_FILE, logprobs_of, sequence_kl
 from training.progress import NO_HOOKS, Hooks
@@ -110,19 +110,6 @@ def encode_pairs(tokenizer, records: list[dict], config: DPOConfig, device) -> d
         response_mask[row, :len(r)] = 1
     return {"query": query.to(device), "query_mask": query_mask.to(device),
             "responses": response.to(device), "response_mask": response_mask.to(device)}
-
-
-def response_logits(model, batch: dict, temperature: float = 1.0) -> torch.Tensor:
-    """Logits at `temperature` of the positions that predict the response tokens, (rows, width, vocab)."""
-    input_ids = torch.cat([batch["query"], batch["responses"]], dim=1)
-    attention_mask = torch.cat([batch["query_mask"], batch["response_mask"]], dim=1)
-    width = batch["responses"].shape[1]
-    with placement.autocast():
-        # only the positions that predict response tokens go through the LM head (see ppo._forward)
-        logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                       position_ids=position_ids_from_mask(attention_mask), use_cache=False,
-                       logits_to_keep=width + 1).logits[:, :-1].float()
-    return logits / temperature
 
 
 def response_logprobs(model, batch: dict, temperature: float = 1.0) -> torch.Tensor:

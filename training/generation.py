@@ -45,6 +45,23 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def response_logits(model, batch: dict, temperature: float = 1.0) -> torch.Tensor:
+    """Logits at `temperature` of the positions that predict the response tokens, (rows, width, vocab).
+
+    `batch` is laid out as `sample` returns it: {"query", "query_mask"} left-padded, then
+    {"responses", "response_mask"} right-padded. Only those positions go through the LM head
+    (its 49k-way projection dominates the cost of a small policy).
+    """
+    input_ids = torch.cat([batch["query"], batch["responses"]], dim=1)
+    attention_mask = torch.cat([batch["query_mask"], batch["response_mask"]], dim=1)
+    width = batch["responses"].shape[1]
+    with placement.autocast():
+        logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                       position_ids=position_ids_from_mask(attention_mask), use_cache=False,
+                       logits_to_keep=width + 1).logits[:, :-1].float()
+    return logits / temperature
+
+
 def truncate_after_eos(responses: torch.Tensor, eos_token_id: int, pad_token_id: int):
     """Replace everything after the first EOS with padding.
 

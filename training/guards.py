@@ -34,11 +34,10 @@ from pathlib import Path
 
 import torch
 
-from training import device as placement
 from training.config import GenerationConfig, GuardConfig
-from training.generation import GeneratedSample, as_messages, encode_prompts, generate_responses, position_ids_from_mask
+from training.generation import GeneratedSample, as_messages, encode_prompts, generate_responses, response_logits
 from training.models import load_policy
-from training.ppo import sequence_kl
+from training.ppo import logprobs_of, sequence_kl
 from training.progress import NO_HOOKS, Hooks
 
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]")
@@ -110,7 +109,7 @@ def answer_figures(answers: list[GeneratedSample], repeat_ngram: int = 3) -> dic
 
 
 def _answer_batches(tokenizer, prompts: list, answers: list[GeneratedSample], batch_size: int, where):
-    """Prompt + answer batches as PPO lays them out: (input_ids, attention_mask, responses, response_mask).
+    """Prompt + answer batches laid out as `sample` lays out a rollout (see `response_logits`).
 
     The answer text is tokenized again (with EOS appended when it finished), so hand-made
     answers and answers of another policy are scored the same way.
@@ -127,48 +126,42 @@ def _answer_batches(tokenizer, prompts: list, answers: list[GeneratedSample], ba
         for row, r in enumerate(ids):
             responses[row, :len(r)] = torch.tensor(r, dtype=torch.long)
             response_mask[row, :len(r)] = 1
-        responses, response_mask = responses.to(where), response_mask.to(where)
-        input_ids = torch.cat([enc["input_ids"], responses], dim=1)
-        attention_mask = torch.cat([enc["attention_mask"], response_mask], dim=1)
-        yield input_ids, attention_mask, responses, response_mask
-
-
-def _response_logits(model, input_ids, attention_mask, width: int) -> torch.Tensor:
-    """Logits of the positions that predict the `width` response tokens."""
-    with placement.autocast():
-        return model(input_ids=input_ids, attention_mask=attention_mask,
-                     position_ids=position_ids_from_mask(attention_mask), use_cache=False,
-                     logits_to_keep=width + 1).logits[:, :-1].float()
+        yield {"query": enc["input_ids"], "query_mask": enc["attention_mask"],
+               "responses": responses.to(where), "response_mask": response_mask.to(where)}
 
 
 @torch.no_grad()
+def answer_scores(reference, tokenizer, prompts: list, answers: list[GeneratedSample], batch_size: int = 8, *,
+                  policy=None, temperature: float = 1.0) -> list[tuple[float, int, float | None]]:
+    """Per answer, (summed NLL under `reference`, tokens, KL(policy || reference) or None).
+
+    The NLL is at temperature 1; with `policy`, the exact KL at `temperature` summed over the
+    answer's tokens (`ppo.sequence_kl`), from the same reference pass.
+    """
+    results = []
+    where = next(reference.parameters()).device
+    for batch in _answer_batches(tokenizer, prompts, answers, batch_size, where):
+        mask = batch["response_mask"]
+        ref_logits = response_logits(reference, batch)
+        nll = -(logprobs_of(ref_logits, batch["responses"]) * mask).sum(1)
+        kls = [None] * len(nll)
+        if policy is not None:
+            kls = sequence_kl(response_logits(policy, batch, temperature), ref_logits / temperature, mask.float()).tolist()
+        results.extend((float(v), int(m), kl) for v, m, kl in zip(nll, mask.sum(1), kls))
+    return results
+
+
 def answer_nll(model, tokenizer, prompts: list, answers: list[GeneratedSample],
                batch_size: int = 8) -> list[tuple[float, int]]:
     """(summed negative log-likelihood, tokens) of each answer under `model`, given its prompt."""
-    results: list[tuple[float, int]] = []
-    where = next(model.parameters()).device
-    for input_ids, attention_mask, responses, response_mask in _answer_batches(
-            tokenizer, prompts, answers, batch_size, where):
-        logits = _response_logits(model, input_ids, attention_mask, responses.shape[1])
-        logp = torch.gather(torch.log_softmax(logits, dim=-1), 2, responses.unsqueeze(-1)).squeeze(-1)
-        nll = -(logp * response_mask).sum(1)
-        results.extend((float(v), int(m)) for v, m in zip(nll, response_mask.sum(1)))
-    return results
+    return [(nll, tokens) for nll, tokens, _ in answer_scores(model, tokenizer, prompts, answers, batch_size)]
 
 
-@torch.no_grad()
 def answer_kl(policy, reference, tokenizer, prompts: list, answers: list[GeneratedSample], temperature: float,
               batch_size: int = 8) -> list[float]:
     """Per answer, the exact KL(policy || reference) at `temperature`, summed over the answer's tokens."""
-    results: list[float] = []
-    where = next(policy.parameters()).device
-    for input_ids, attention_mask, responses, response_mask in _answer_batches(
-            tokenizer, prompts, answers, batch_size, where):
-        width = responses.shape[1]
-        logits = _response_logits(policy, input_ids, attention_mask, width) / temperature
-        ref_logits = _response_logits(reference, input_ids, attention_mask, width) / temperature
-        results.extend(float(v) for v in sequence_kl(logits, ref_logits, response_mask.float()))
-    return results
+    return [kl for _, _, kl in answer_scores(reference, tokenizer, prompts, answers, batch_size,
+                                             policy=policy, temperature=temperature)]
 
 
 def mean_nll(per_answer: list[tuple[float, int]]) -> float | None:
@@ -276,10 +269,12 @@ def guards_evaluate(
     model, tokenizer = reference
     figures = {"new": answer_figures(new_answers, config.repeat_ngram),
                "reference": answer_figures(ref_answers, config.repeat_ngram)}
-    figures["new"]["nll"] = mean_nll(answer_nll(model, tokenizer, prompts, new_answers, generation.batch_size))
+    # one round-0 pass over the new answers gives both its NLL of them and the new policy's KL to it
+    scores = answer_scores(model, tokenizer, prompts, new_answers, generation.batch_size,
+                           policy=new_policy[0], temperature=generation.temperature)
+    figures["new"]["nll"] = mean_nll([(nll, tokens) for nll, tokens, _ in scores])
+    figures["new"]["kl_to_round0"] = sum(kl for _, _, kl in scores) / len(scores)
     figures["reference"]["nll"] = mean_nll(answer_nll(model, tokenizer, prompts, ref_answers, generation.batch_size))
-    kls = answer_kl(new_policy[0], model, tokenizer, prompts, new_answers, generation.temperature, generation.batch_size)
-    figures["new"]["kl_to_round0"] = sum(kls) / len(kls)
     figures["reference"]["kl_to_round0"] = 0.0
     del new_policy
     hooks.progress("guards", total, total)
