@@ -189,7 +189,8 @@ RLHF_SERVE_MAX_TOKENS = env_int("RLHF_SERVE_MAX_TOKENS", 1024, minimum=1)
 
 # Where training, scoring and generation run (training/device.py): auto = the GPU when torch
 # sees one, else the CPU; cuda on a machine without one is an error at the first model load,
-# never a silent CPU run. RLHF_DTYPE: auto = bf16 on GPUs that support it, fp32 on the CPU.
+# never a silent CPU run. RLHF_DTYPE: auto = bf16 on GPUs and CPUs that compute it natively
+# (AVX512-BF16 or AMX), fp32 elsewhere; fp32 forces full precision.
 try:
     RLHF_DEVICE = check_device_name(env_str("RLHF_DEVICE", "auto"))
     RLHF_DTYPE = check_dtype_name(env_str("RLHF_DTYPE", "auto"))

@@ -40,6 +40,22 @@ def fresh_cache(settings):
     return caches["default"]["KEY_PREFIX"]
 
 
+@pytest.fixture
+def full_precision(monkeypatch):
+    """Models compute in fp32 for this test (and the processes it starts), as on a CPU without bf16.
+
+    For tests that compare two computations of one figure (a hand computation, one
+    process against two): in bf16 each rounds differently with the shapes of its batches.
+    """
+    from training import device
+
+    saved = dict(device._requested)
+    monkeypatch.setenv("RLHF_DTYPE", "fp32")
+    device.configure(saved["device"], "fp32")
+    yield
+    device.configure(saved["device"], saved["dtype"])
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Paths of a tiny random policy and reward model (built once per session)."""

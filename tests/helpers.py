@@ -12,6 +12,13 @@ TINY_PROMPTS = [
 ]
 
 
+def this_cpu() -> dict:
+    """Where a round or job records it ran on this machine (no GPU): the CPU, bf16 if it computes it natively."""
+    from training.device import cpu_has_native_bf16
+
+    return {"device": "cpu", "dtype": "bfloat16" if cpu_has_native_bf16() else "float32", "gpu_name": None}
+
+
 def toy_preferences(n: int, seed: int = 0) -> list[dict]:
     """Preference records whose chosen responses say 'good', rejected ones 'bad', in otherwise random words."""
     rng = random.Random(seed)

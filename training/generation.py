@@ -45,6 +45,26 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def decoder_states_and_logits(model, input_ids, attention_mask, logits_to_keep: int):
+    """The causal LM's last hidden states (every position) and fp32 logits of its last `logits_to_keep` positions.
+
+    The LM head runs here, not inside the model: transformers applies it to a strided
+    slice of the hidden states, and a strided 3-D input sends the 49k-way projection
+    through a batched matmul that copies its weight once per row (on the CPU in bf16, a
+    third of a PPO update's time). The head computes in fp32 under any dtype: logprob
+    ratios and KLs are small differences of large logits, which bf16's 8-bit mantissa
+    would round (a logit of 20 to the nearest 0.125).
+    """
+    with placement.autocast():
+        hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                     position_ids=position_ids_from_mask(attention_mask), use_cache=False,
+                                     ).last_hidden_state
+    head = model.get_output_embeddings()
+    kept = hidden[:, -logits_to_keep:].contiguous().float()
+    bias = None if head.bias is None else head.bias.float()
+    return hidden, torch.nn.functional.linear(kept, head.weight.float(), bias)
+
+
 def response_logits(model, batch: dict, temperature: float = 1.0) -> torch.Tensor:
     """Logits at `temperature` of the positions that predict the response tokens, (rows, width, vocab).
 
@@ -55,11 +75,8 @@ def response_logits(model, batch: dict, temperature: float = 1.0) -> torch.Tenso
     input_ids = torch.cat([batch["query"], batch["responses"]], dim=1)
     attention_mask = torch.cat([batch["query_mask"], batch["response_mask"]], dim=1)
     width = batch["responses"].shape[1]
-    with placement.autocast():
-        logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                       position_ids=position_ids_from_mask(attention_mask), use_cache=False,
-                       logits_to_keep=width + 1).logits[:, :-1].float()
-    return logits / temperature
+    _, logits = decoder_states_and_logits(model, input_ids, attention_mask, width + 1)
+    return logits[:, :-1] / temperature
 
 
 def truncate_after_eos(responses: torch.Tensor, eos_token_id: int, pad_token_id: int):
@@ -104,10 +121,23 @@ class _SampleWithGenerator:
             from transformers.generation.logits_process import TopPLogitsWarper
 
             scores = TopPLogitsWarper(top_p=self.top_p)(input_ids, scores)
-        probs = torch.softmax(scores, dim=-1)
-        chosen = torch.multinomial(probs, num_samples=1, generator=self.generator)
+        chosen = draw(torch.softmax(scores, dim=-1), self.generator)
         picked = torch.full_like(scores, float("-inf"))
         return picked.scatter_(1, chosen, 0.0)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One token per row of `probs` (rows, vocab), drawn with `generator`; (rows, 1).
+
+    Inverse-CDF sampling: the first token whose cumulative probability passes a uniform
+    draw scaled to the row's total (so rounding in the sum never runs past the end, and
+    a token of probability 0 is never the first to pass). The same distribution as
+    `torch.multinomial`, which on the CPU draws an exponential per vocabulary entry:
+    15 ms a step for 16 rows of 49k tokens, 0.4 ms this way.
+    """
+    cdf = probs.cumsum(-1)
+    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device, dtype=cdf.dtype)
+    return torch.searchsorted(cdf, u * cdf[..., -1:], right=True).clamp_(max=probs.shape[-1] - 1)
 
 
 def make_generator(seed: int | None, device="cpu") -> torch.Generator:
@@ -344,7 +374,7 @@ def stream_batch(model, tokenizer, requests: list[GenerationRequest], *, should_
             if greedy[i]:
                 token = int(logits[i].argmax())
             else:
-                token = int(torch.multinomial(probs[i], 1, generator=row.generator))
+                token = int(draw(probs[i], row.generator))
             next_tokens.append(token)
             if token == eos:
                 row.done, row.reason = True, "stop"

@@ -133,6 +133,7 @@ def load_policy(path: str | Path, *, trainable: bool = False, device: torch.devi
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     model.to(target)
     disable_dropout(model)
+    contiguous_head_input(model)
     model.eval()
     if not trainable:
         model.requires_grad_(False)
@@ -150,7 +151,10 @@ def prepare_trainable_policy(policy_path: str | Path, reference_path: str | Path
     from `reference_path`. Without LoRA a parent's adapters are merged and every weight trains.
     """
     policy_path = Path(policy_path)
-    model, tokenizer = load_policy(policy_path, trainable=True)
+    # Under LoRA the base weights never change: they are held in the compute dtype (bf16
+    # halves the bytes every sampling step reads), the adapters train in fp32 (peft keeps
+    # them there) and run under autocast; without LoRA every weight trains and stays fp32.
+    model, tokenizer = load_policy(policy_path, trainable=True, dtype=placement.load_dtype(trainable=not use_lora))
     policy_base = Path(adapter_base_path(policy_path)) if is_adapter_checkpoint(policy_path) else policy_path
     if use_lora:
         if not is_adapter_checkpoint(policy_path):
@@ -224,6 +228,19 @@ def load_reward_model(path: str | Path, *, trainable: bool = False):
     disable_dropout(model)
     model.eval()
     return model, tokenizer
+
+
+def contiguous_head_input(model: torch.nn.Module) -> None:
+    """Hand the LM head contiguous hidden states.
+
+    transformers feeds its head a strided slice (the last position when `generate` reads
+    the prompt), and a strided 3-D input sends the projection through a batched matmul
+    that copies the 49k-way weight once per row: 0.8 s of the 7 s a 16-prompt PPO rollout
+    took on the CPU. A contiguous copy of the slice costs microseconds.
+    """
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
 
 
 def disable_dropout(model: torch.nn.Module) -> None:

@@ -44,7 +44,7 @@ from training import device as placement
 from training import distributed
 from training.checkpoints import atomic_directory, write_manifest
 from training.config import PPOConfig
-from training.generation import decode_responses, position_ids_from_mask, sample
+from training.generation import decode_responses, decoder_states_and_logits, sample
 from training.kl import kl_controller
 from training.models import load_reward_model, policy_manifest, prepare_trainable_policy
 from training.progress import NO_HOOKS, Hooks
@@ -150,20 +150,11 @@ class PolicyAndValue(torch.nn.Module):
         torch.nn.init.zeros_(self.value_head.bias)
 
     def forward(self, input_ids, attention_mask, logits_to_keep: int = 0):
-        """Logits of the last `logits_to_keep` positions (0: all) and values at every position."""
-        with placement.autocast():
-            out = self.policy(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids_from_mask(attention_mask),
-                output_hidden_states=True,
-                use_cache=False,
-                logits_to_keep=logits_to_keep,
-            )
+        """fp32 logits of the last `logits_to_keep` positions (0: all) and values at every position."""
+        hidden, logits = decoder_states_and_logits(self.policy, input_ids, attention_mask, logits_to_keep)
         # the head and everything after it in fp32: values, logprobs and the losses are
         # small differences of large numbers, which bf16's 8 bits of mantissa would round away
-        hidden = out.hidden_states[-1].to(self.value_head.weight.dtype)
-        return out.logits.float(), self.value_head(hidden).squeeze(-1)
+        return logits, self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
 
 
 def _forward(module, query, query_mask, responses, response_mask, temperature):

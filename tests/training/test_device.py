@@ -39,6 +39,7 @@ def a_gpu_with_bf16(monkeypatch):
 
 def test_auto_is_the_cpu_on_a_machine_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
     assert device.placement().describe() == {"device": "cpu", "dtype": "float32", "gpu_name": None}
 
 
@@ -56,9 +57,18 @@ def test_a_gpu_without_bf16_computes_in_fp32_and_refuses_a_bf16_request(a_gpu_wi
         device.resolve_dtype("bf16", torch.device("cuda"))
 
 
-def test_the_cpu_computes_in_fp32_unless_told_otherwise():
+def test_the_cpu_computes_in_bf16_only_where_it_has_native_bf16(monkeypatch):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
     assert device.resolve_dtype("auto", torch.device("cpu")) == torch.float32
     assert device.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    assert device.resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    assert device.resolve_dtype("fp32", torch.device("cpu")) == torch.float32
+
+
+def test_native_bf16_is_what_torch_detects_on_this_cpu():
+    assert device.cpu_has_native_bf16() == (torch.cpu._is_avx512_bf16_supported()
+                                            or torch.cpu._is_amx_tile_supported())
 
 
 def test_cuda_requested_without_cuda_is_an_error_naming_the_variable(monkeypatch, tiny_models):

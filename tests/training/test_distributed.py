@@ -43,7 +43,7 @@ def _processes_running(marker: str) -> list[int]:
     return pids
 
 
-def test_reward_model_in_two_processes_matches_one_process(tiny_models, tmp_path):
+def test_reward_model_in_two_processes_matches_one_process(tiny_models, tmp_path, full_precision):
     single = run_stage("reward", _reward_spec(tiny_models, tmp_path / "one"))
     reports, hooks = _recorder()
     double = run_stage("reward", _reward_spec(tiny_models, tmp_path / "two"), hooks, processes=2)

@@ -120,7 +120,7 @@ def test_guard_config_names_bad_fields():
         assert err.value.field == field
 
 
-def test_nll_matches_a_hand_computation_on_a_tiny_model(tiny_models):
+def test_nll_matches_a_hand_computation_on_a_tiny_model(tiny_models, full_precision):
     model, tokenizer = load_policy(tiny_models["policy"])
     prompts = ["tell me about the cat", "why is the sky blue", "hello"]
     samples = [GeneratedSample("the cat sat on the mat", 6, True), GeneratedSample("blue", 1, False),
@@ -139,7 +139,7 @@ def test_nll_matches_a_hand_computation_on_a_tiny_model(tiny_models):
     assert mean_nll([(0.0, 0)]) is None
 
 
-def test_kl_to_round0_matches_a_hand_computation_on_tiny_models(tiny_models, tmp_path):
+def test_kl_to_round0_matches_a_hand_computation_on_tiny_models(tiny_models, tmp_path, full_precision):
     reference, tokenizer = load_policy(tiny_models["policy"])
     policy, _ = load_policy(build_tiny_policy(tmp_path / "other", TINY_WORDS, seed=1))
     prompts = ["tell me about the cat", "why is the sky blue", "hello"]

@@ -61,13 +61,16 @@ def test_reward_model_takes_at_least_min_steps_on_a_small_snapshot(tiny_models, 
 
 
 def test_reward_model_every_parameter_changes(tiny_models, tmp_path):
-    before = load_reward_model(tiny_models["reward"])[0].state_dict()
+    # trainable: the weights as trained and saved, fp32 (a scoring copy may be bf16, too coarse to see a step)
+    before = load_reward_model(tiny_models["reward"], trainable=True)[0].state_dict()
     train_reward_model(toy_preferences(16), tiny_models["reward"], tmp_path / "rm",
                        RewardConfig(epochs=2, batch_size=8, learning_rate=1e-3, center_rewards_coefficient=0.0))
-    after = load_reward_model(tmp_path / "rm")[0].state_dict()
+    after = load_reward_model(tmp_path / "rm", trainable=True)[0].state_dict()
     unchanged = [k for k, v in before.items() if v.dtype.is_floating_point and torch.equal(v, after[k])
                  and "position_ids" not in k and "token_type" not in k]
-    assert unchanged == []
+    # The pairwise loss sees only chosen - rejected, where the head's bias cancels: it gets
+    # no gradient without centering (in fp32 it may move by rounding noise alone).
+    assert set(unchanged) <= {"classifier.bias"}
 
 
 def test_ppo_trains_every_lora_weight_and_value_head(tiny_models, tmp_path):
