@@ -51,7 +51,7 @@ def decoder_states_and_logits(model, input_ids, attention_mask, logits_to_keep: 
     The LM head runs here, not inside the model: transformers applies it to a strided
     slice of the hidden states, and a strided 3-D input sends the 49k-way projection
     through a batched matmul that copies its weight once per row (on the CPU in bf16, a
-    third of a PPO update's time). The head computes in fp32 under any dtype: logprob
+    fifth of a PPO update's time). The head computes in fp32 under any dtype: logprob
     ratios and KLs are small differences of large logits, which bf16's 8-bit mantissa
     would round (a logit of 20 to the nearest 0.125).
     """
