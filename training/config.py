@@ -340,6 +340,14 @@ class GuardConfig:
     to empty answers)."""
     length_max_ratio: float | None = 2.0
     """Mean answer length may not rise above this multiple of round 0's."""
+    kl_to_round0_max: float | None = 12.0
+    """The new policy's exact KL to round 0 on these prompts (nats per answer, at the
+    project's temperature) may not exceed this: drift past it waits for review. The same
+    default as `ppo.kl_target`. PPO keeps a policy only when its own rollout measured under
+    that target, but a rollout is 16 prompts drawn anew each step, and the same policy read
+    10.3 on one draw and 14.5 on the next (BENCHMARKS.md, issue 12); this figure is taken on
+    the same prompts with the same seed every round, so a kept parent reads what it read
+    when it was accepted. DPO rounds, which have no target of their own, are held to it too."""
     nll_max_increase: float | None = 1.0
     """Round 0's per-token negative log-likelihood of the new answers may not exceed its
     NLL of its own answers by more than this many nats (fluency). A policy at the KL
@@ -365,6 +373,8 @@ class GuardConfig:
                "must be >= 1, or null to turn the guard off")
         _check(self.nll_max_increase is None or self.nll_max_increase >= 0, "nll_max_increase",
                "must be >= 0, or null to turn the guard off")
+        _check(self.kl_to_round0_max is None or 0 < self.kl_to_round0_max <= 1000, "kl_to_round0_max",
+               "must be in (0, 1000], or null to turn the guard off")
         _check(0 <= self.eos_rate_floor <= 1, "eos_rate_floor", "must be in [0, 1]")
         return self
 

@@ -17,12 +17,11 @@ round 0's answers to the same prompts, so they need no absolute notion of good t
 - mean length in policy tokens;
 - NLL: round 0's mean per-token negative log-likelihood of the answers (temperature 1,
   EOS included when the answer finished): how plausible round 0 finds the text;
-- KL to round 0 (`kl_to_round0`, reported, not a guard: PPO's ceiling and target bound
-  it): per new answer, the exact KL of the new policy to round 0 over the vocabulary
-  (`ppo.sequence_kl`) at the guards' sampling temperature, summed over the answer,
-  averaged over answers. The same held-out prompts every round and for PPO and DPO alike,
-  so unlike PPO's own figure (its rollouts' training prompts) it compares across rounds
-  and methods.
+- KL to round 0 (`kl_to_round0`): per new answer, the exact KL of the new policy to
+  round 0 over the vocabulary (`ppo.sequence_kl`) at the guards' sampling temperature,
+  summed over the answer, averaged over answers. The same held-out prompts every round
+  and for PPO and DPO alike, so unlike PPO's own figure (its rollouts' training prompts)
+  it compares across rounds and methods; its limit is absolute (round 0's is 0).
 
 Words for the n-gram figures are lowercased runs of letters, runs of digits (all
 written "0", so list numbers do not make repeated lines look new) and single
@@ -216,6 +215,9 @@ def guards_verdict(new: dict, reference: dict, config: GuardConfig) -> dict:
     if config.nll_max_increase is not None:
         check("fluency_nll", "nll", ref("nll") + config.nll_max_increase, "above",
               f"<= round 0 + {config.nll_max_increase:g} nats/token")
+    if config.kl_to_round0_max is not None:
+        check("kl_to_round0", "kl_to_round0", config.kl_to_round0_max, "above",
+              f"<= {config.kl_to_round0_max:g} nats per answer")
     tripped = [g["guard"] for g in guards if g["tripped"]]
     return {"guards": guards, "tripped": tripped, "passed": not tripped}
 

@@ -9,7 +9,7 @@ from feedback.models import Checkpoint, CheckpointEvent, Project, Prompt, Traini
 from feedback.services import exports
 from feedback.services.checkpoints import rollback_target
 from feedback.services.rounds import round_config_resolve
-from training.config import DPOConfig, PPOConfig, RewardConfig
+from training.config import DPOConfig, GuardConfig, PPOConfig, RewardConfig
 
 STAGES = [TrainingRound.Status.QUEUED, TrainingRound.Status.SNAPSHOT, TrainingRound.Status.REWARD,
           TrainingRound.Status.PPO, TrainingRound.Status.GENERATING, TrainingRound.Status.DONE]
@@ -244,6 +244,11 @@ def round_plan(project: Project, config: dict | None, *, pairs: int | None = Non
         "brevity_pressure": (ppo.missing_eos_penalty > 0
                              and ppo.max_new_tokens < resolved["generation"]["max_new_tokens"]),
     }
+    # A KL target above the guards' KL limit: every policy PPO lets past the limit waits for review.
+    guards = GuardConfig(**resolved["guards"])
+    if guards.enforce and guards.kl_to_round0_max is not None and ppo.adaptive_kl \
+            and ppo.kl_target > guards.kl_to_round0_max:
+        plan["ppo"]["kl_target_over_guard"] = guards.kl_to_round0_max
     return plan
 
 

@@ -142,6 +142,24 @@ def test_plan_warns_when_ppo_rollouts_are_shorter_than_the_projects_answers(clie
     assert not round_plan(project, {"ppo": {"max_new_tokens": 4}, "generation": {"max_new_tokens": 8}})["ppo"]["brevity_pressure"]
 
 
+def test_plan_warns_when_the_kl_target_is_above_the_guards_kl_limit(client, admin_user, tiny_models):
+    project = make_project(tiny_models, first_batch=0)
+    project.guard_settings = {}  # enforced, as in a real project (the tests' projects only report)
+    project.save(update_fields=["guard_settings"])
+    client.force_login(admin_user)
+    url = reverse("feedback:round_plan", args=[project.pk])
+    over = client.get(url, {"ppo__kl_target": "15"}).content.decode()
+    assert 'id="plan-ppo-kl-guard"' in over and "KL target (15.0) is above the guards' KL limit (12.0)" in over
+    # the defaults agree (12 and 12); a raised limit, a guard turned off or not enforced say nothing
+    assert 'id="plan-ppo-kl-guard"' not in client.get(url).content.decode()
+    project.guard_settings = {"kl_to_round0_max": 20}
+    project.save(update_fields=["guard_settings"])
+    assert 'id="plan-ppo-kl-guard"' not in client.get(url, {"ppo__kl_target": "15"}).content.decode()
+    assert "kl_target_over_guard" not in round_plan(project, {"ppo": {"kl_target": 15}, "guards": {"enforce": False}})["ppo"]
+    assert "kl_target_over_guard" not in round_plan(project, {"ppo": {"kl_target": 15},
+                                                             "guards": {"kl_to_round0_max": None}})["ppo"]
+
+
 def test_plan_matches_what_the_reward_trainer_runs(tiny_models):
     from training.config import RewardConfig
     from training.reward import train_reward_model

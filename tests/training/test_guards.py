@@ -79,7 +79,7 @@ def test_the_collapse_of_issue_12_trips_the_guards_and_fluent_answers_pass():
 
 
 HEALTHY = {"distinct_1": 0.6, "distinct_2": 0.95, "repeated_line_share": 0.0, "repeated_ngram_share": 0.01,
-           "eos_rate": 0.8, "mean_length": 40.0, "nll": 2.0}
+           "eos_rate": 0.8, "mean_length": 40.0, "nll": 2.0, "kl_to_round0": 5.0}
 
 
 @pytest.mark.parametrize("figure, value, guard", [
@@ -91,6 +91,7 @@ HEALTHY = {"distinct_1": 0.6, "distinct_2": 0.95, "repeated_line_share": 0.0, "r
     ("mean_length", 7.9, "short_answers"),  # limit 0.2 x 40
     ("mean_length", 80.1, "long_answers"),  # limit 2 x 40
     ("nll", 3.01, "fluency_nll"),  # limit 2.0 + 1.0
+    ("kl_to_round0", 12.01, "kl_to_round0"),  # limit 12 nats, whatever round 0's own figure (0)
 ])
 def test_each_guard_trips_alone_just_past_its_limit(figure, value, guard):
     config = GuardConfig()
@@ -101,7 +102,7 @@ def test_each_guard_trips_alone_just_past_its_limit(figure, value, guard):
     off = {"distinct_1": "distinct_1_min_ratio", "distinct_2": "distinct_2_min_ratio",
            "repeated_lines": "repeated_line_max_increase", "repeated_ngrams": "repeated_ngram_max_increase",
            "eos_rate": "eos_rate_min_ratio", "short_answers": "length_min_ratio", "long_answers": "length_max_ratio",
-           "fluency_nll": "nll_max_increase"}[guard]
+           "fluency_nll": "nll_max_increase", "kl_to_round0": "kl_to_round0_max"}[guard]
     assert guards_verdict({**HEALTHY, figure: value}, HEALTHY, replace(config, **{off: None}))["passed"]
 
 
@@ -114,7 +115,7 @@ def test_eos_guard_does_not_apply_when_round_0_hardly_ever_finishes():
 
 def test_guard_config_names_bad_fields():
     for field, value in (("prompts", 0), ("distinct_2_min_ratio", 1.5), ("length_max_ratio", 0.5),
-                         ("nll_max_increase", -1), ("enforce", "no")):
+                         ("nll_max_increase", -1), ("kl_to_round0_max", 0), ("enforce", "no")):
         with pytest.raises(ConfigError) as err:
             config_from_dict(GuardConfig, {field: value})
         assert err.value.field == field
@@ -190,7 +191,8 @@ def test_guards_evaluate_answers_with_each_policy_and_returns_plain_data(tiny_mo
     answers = [GeneratedSample(text=s["new"], token_count=0, finished=s["new_finished"]) for s in result["samples"]]
     expected = answer_kl(model, reference, tokenizer, TINY_PROMPTS[:4], answers, generation.temperature)
     assert result["figures"]["new"]["kl_to_round0"] == pytest.approx(sum(expected) / 4) and min(expected) > 0.1
-    assert not [g for g in result["guards"] if g["figure"] == "kl_to_round0"]  # reported, not a guard
+    (kl_guard,) = [g for g in result["guards"] if g["figure"] == "kl_to_round0"]
+    assert kl_guard["limit"] == 12.0 and kl_guard["tripped"] == (kl_guard["new"] > 12.0)
     assert result["figures"]["new"]["mean_length"] <= 4
     assert set(result["tripped"]) == {g["guard"] for g in result["guards"] if g["tripped"]}
     json.dumps(result)  # stored as is in the round's metrics
