@@ -130,3 +130,18 @@ def test_reward_training_and_ppo_run_in_bf16_compute_with_fp32_weights(tiny_mode
 
     # what is saved is fp32 (the trained weights), whatever the compute dtype was
     assert {t.dtype for t in load_file(str(tmp_path / "p" / "adapter_model.safetensors")).values()} == {torch.float32}
+
+
+def test_bf16_compute_gives_fp32_logits_and_equal_figures_to_a_full_pass(tiny_models):
+    """The head runs outside the model, in fp32, on the kept positions: the same logits as the model's own head."""
+    from training.generation import decoder_states_and_logits, position_ids_from_mask
+
+    device.configure("cpu", "bf16")
+    policy, tokenizer = load_policy(tiny_models["policy"])
+    enc = encode_prompts(tokenizer, TINY_PROMPTS[:2])
+    with torch.no_grad():
+        hidden, logits = decoder_states_and_logits(policy, enc["input_ids"], enc["attention_mask"], 3)
+        own = policy(**enc, position_ids=position_ids_from_mask(enc["attention_mask"])).logits[:, -3:]
+    assert logits.dtype == torch.float32 and logits.shape == own.shape and hidden.dtype == torch.bfloat16
+    # the model's own head rounds its output to bf16 (8 bits): within that rounding of ours
+    torch.testing.assert_close(logits, own.float(), atol=0.05, rtol=0.02)

@@ -131,3 +131,19 @@ def test_sequence_kl_is_the_full_distribution_kl_summed_over_the_answer():
     got = sequence_kl(logits, ref, mask)
     assert got.tolist() == pytest.approx(expected, rel=1e-5)
     assert (got > 0).all() and sequence_kl(logits, logits, mask).abs().max() < 1e-6  # zero only for the same policy
+
+
+def test_token_draws_follow_the_distribution_and_never_pick_an_impossible_token():
+    """generation.draw (inverse CDF) against the probabilities it is given, with its own generator."""
+    from training.generation import draw, make_generator
+
+    probs = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3, 0.0]]).repeat(50_000, 1)
+    picks = draw(probs, make_generator(0)).squeeze(1)
+    counts = torch.bincount(picks, minlength=6).float() / len(picks)
+    assert counts[[0, 2, 5]].sum() == 0  # probability 0: never, not even the last token
+    torch.testing.assert_close(counts, probs[0], atol=0.01, rtol=0)
+    # unnormalised rows (top-p masks, rounding) are scaled by their own total
+    assert set(draw(torch.tensor([[0.0, 3.0, 1.0]] * 200), make_generator(1)).flatten().tolist()) == {1, 2}
+    # the same seed draws the same tokens; one row without a batch dimension works too
+    assert torch.equal(draw(probs[:100], make_generator(7)), draw(probs[:100], make_generator(7)))
+    assert draw(probs[0], make_generator(0)).shape == (1,)
