@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -147,15 +148,24 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
             continue
 
 
+# what a rank that dies in native code (C++ exception, abort, segfault) leaves on stderr
+_NATIVE_CRASH = re.compile(r"terminate called|what\(\):|Fatal Python error|Segmentation fault|core dumped|"
+                           r"Signal \d+ \(SIG\w+\)|exitcode\s*:\s*-\d+")
+
+
 def _failure_text(stage: str, workdir: Path, returncode: int) -> str:
-    """The first failing rank's error (last line of its traceback), else the end of the launcher's stderr."""
+    """The first failing rank's error (last line of its traceback), else the lines of the launcher's
+    stderr that say how a rank died in native code (wherever they are), then the end of it."""
     errors = sorted(workdir.glob("error-rank*.txt"), key=lambda p: p.stat().st_mtime)
     if errors:
         rank = errors[0].stem.removeprefix("error-rank")
         lines = [line for line in errors[0].read_text().splitlines() if line.strip()]
         return f"{stage} stage failed on rank {rank}: {lines[-1] if lines else 'no message'}"
-    tail = (workdir / "stderr.log").read_text(errors="replace")[-2000:].strip()
-    return f"{stage} stage failed (launcher exit status {returncode}): {tail or 'no output'}"
+    log = (workdir / "stderr.log").read_text(errors="replace")
+    crash = list(dict.fromkeys(line.strip() for line in log.splitlines() if _NATIVE_CRASH.search(line)))[:12]
+    tail = log[-2000:].strip()
+    text = " | ".join(crash) + ("\n" + tail if tail else "") if crash else tail
+    return f"{stage} stage failed (launcher exit status {returncode}): {text or 'no output'}"
 
 
 # --- one rank --------------------------------------------------------------------------

@@ -124,6 +124,39 @@ def test_a_failing_rank_fails_the_stage_with_its_error(tiny_models, tmp_path):
     assert _processes_running(str(tmp_path)) == []
 
 
+def test_a_rank_dying_in_native_code_fails_the_stage_with_how_it_died(tiny_models, tmp_path):
+    # rank 1 aborts the way a C++ exception does (message, then SIGABRT), after more stderr
+    # noise than the 2,000 characters of the log's end that a failure shows
+    hook = tmp_path / "faults"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if os.environ.get('RANK') == '1':\n"
+        "    import training.reward\n"
+        "    def crash(*args, **kwargs):\n"
+        "        sys.stderr.write(\"terminate called after throwing an instance of 'c10::Error'\\n\")\n"
+        "        sys.stderr.write('  what():  gloo lost its peer (simulated)\\n')\n"
+        "        for i in range(100):\n"
+        "            sys.stderr.write(f'warning {i}: ' + 'x' * 60 + '\\n')\n"
+        "        sys.stderr.flush()\n"
+        "        os.abort()\n"
+        "    training.reward.train_reward_model = crash\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(repo)])}
+
+    with pytest.raises(StageFailed) as failed:
+        run_stage("reward", _reward_spec(tiny_models, tmp_path / "rm"), processes=2, env=env)
+
+    message = str(failed.value)
+    assert message.startswith("reward stage failed (launcher exit status ")
+    assert "terminate called after throwing an instance of 'c10::Error'" in message
+    assert "what():  gloo lost its peer (simulated)" in message
+    assert "warning 3:" not in message  # the noise is not what it shows first
+    assert not (tmp_path / "rm").exists()
+    assert _processes_running(str(tmp_path)) == []
+
+
 def test_cancel_ends_every_rank_and_writes_no_checkpoint(tiny_models, tmp_path):
     reports = []
     hooks = Hooks(report=lambda **report: reports.append(report), should_stop=lambda: len(reports) >= 2)
