@@ -35,6 +35,10 @@ class Oracle:
     score: Callable[[str], float]
     noise: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
+    met: Callable[[str], bool] | None = None  # whether a response meets the rule; default: a score above 0
+
+    def meets(self, text: str) -> bool:
+        return self.met(text) if self.met is not None else self.score(text) > 0
 
     def truth(self, text_a: str, text_b: str) -> str:
         """The rule's own answer, without label noise: a, b or tie."""
@@ -59,14 +63,15 @@ def real_words(text: str) -> list[str]:
     return _REAL_WORD.findall(text)
 
 
+def list_items(text: str, words: int) -> int:
+    """How many list items (numbered or bulleted lines) of at least `words` real words `text` holds."""
+    return sum(1 for line in text.splitlines()
+               if (match := _LIST_ITEM.match(line)) and len(real_words(match.group(1))) >= words)
+
+
 def list_rule_met(text: str, items: int, words: int) -> bool:
     """A list of at least `items` items (numbered or bulleted lines) of at least `words` real words each."""
-    good = 0
-    for line in text.splitlines():
-        match = _LIST_ITEM.match(line)
-        if match and len(real_words(match.group(1))) >= words:
-            good += 1
-    return good >= items
+    return list_items(text, words) >= items
 
 
 def short_rule_met(text: str, limit: int) -> bool:
@@ -87,7 +92,11 @@ def oracle_from_rule(rule: str, noise: float = 0.0, seed: int = 0) -> Oracle:
     """`contains:WORD`, `shorter`, `question` (prefers responses ending with a question), or
     the strict rules a degenerate answer cannot meet: `list:ITEMS:WORDS` (a list of at least
     ITEMS items of at least WORDS real words each) and `short:N` (under N words, ending
-    with a full stop)."""
+    with a full stop).
+
+    The list rule is graded, as a person asking for a list would judge: of two answers that
+    both fall short, the one with more good items wins (counted up to ITEMS, so two answers
+    that both meet it tie); an item without WORDS real words counts for nothing."""
     if not 0.0 <= noise < 0.5:
         raise RuleError("noise: must be in [0, 0.5)")
     rng = random.Random(seed)
@@ -96,7 +105,8 @@ def oracle_from_rule(rule: str, noise: float = 0.0, seed: int = 0) -> Oracle:
         if len(parts) != 3:
             raise RuleError("rule: list needs items and words, e.g. list:3:4")
         items, words = _positive_int(parts[1], "list items"), _positive_int(parts[2], "words per item")
-        return Oracle(rule, lambda text: float(list_rule_met(text, items, words)), noise, rng)
+        return Oracle(rule, lambda text: float(min(list_items(text, words), items)), noise, rng,
+                      met=lambda text: list_rule_met(text, items, words))
     if rule.startswith("short:"):
         limit = _positive_int(rule.split(":", 1)[1], "short's word limit")
         if limit < 2:
@@ -194,7 +204,7 @@ def oracle_compare(oracle: Oracle, new: list[str], old: list[str], samples: int)
         outcomes.append(1.0 if sn > so else 0.5 if sn == so else 0.0)
     per_prompt = [sum(outcomes[i:i + samples]) / samples for i in range(0, len(outcomes), samples)]
     hits = None if oracle.name == "shorter" else (
-        sum(oracle.score(t) > 0 for t in new) / len(new), sum(oracle.score(t) > 0 for t in old) / len(old)
+        sum(map(oracle.meets, new)) / len(new), sum(map(oracle.meets, old)) / len(old)
     )
     return {
         "prompts": len(per_prompt),

@@ -6,6 +6,7 @@ from feedback.services.simulation import (
     describe_guards,
     guard_summary,
     list_rule_met,
+    oracle_compare,
     oracle_from_rule,
     real_words,
     short_rule_met,
@@ -29,6 +30,19 @@ def test_list_rule_needs_enough_items_with_enough_real_words():
     assert not list_rule_met("Research the company. Prepare your stories. Ask good questions.", 3, 4)  # no list
     assert not list_rule_met(COLLAPSE, 3, 4)  # 22 items, none with a word
     assert not list_rule_met("1. **a b c d e**\n2. *x y z w v*\n3. 1 2 3 4 5", 3, 4)  # one-letter words, numbers
+
+
+def test_list_oracle_prefers_more_good_items_up_to_the_rule_and_counts_only_full_lists_as_met():
+    oracle = oracle_from_rule("list:3:4")
+    one_item = "Try this:\n1. Research the company before you go.\n2. Prepare."
+    assert oracle.choose("No list here, just advice.", one_item) == "b"
+    assert oracle.choose(one_item, GOOD_LIST) == "b"
+    assert oracle.choose(GOOD_LIST, GOOD_LIST + "\n4. Arrive ten minutes early and relax.") == "tie"  # both meet it
+    assert oracle.choose(COLLAPSE, "No list here, just advice.") == "tie"  # 22 empty items count for nothing
+    assert not oracle.meets(one_item) and oracle.meets(GOOD_LIST) and not oracle.meets(COLLAPSE)
+    result = oracle_compare(oracle, [one_item, GOOD_LIST], ["No list.", COLLAPSE], samples=1)
+    assert result["win_rate"] == 1.0  # a step towards the list is preferred ...
+    assert result["new_rule_hit_rate"] == 0.5 and result["old_rule_hit_rate"] == 0.0  # ... but only a full one meets it
 
 
 def test_short_rule_needs_few_words_a_real_word_and_a_full_stop():
