@@ -62,7 +62,21 @@ def decoder_states_and_logits(model, input_ids, attention_mask, logits_to_keep: 
     head = model.get_output_embeddings()
     kept = hidden[:, -logits_to_keep:].contiguous().float()
     bias = None if head.bias is None else head.bias.float()
-    return hidden, torch.nn.functional.linear(kept, head.weight.float(), bias)
+    return hidden, torch.nn.functional.linear(kept, _fp32_weight(head), bias)
+
+
+def _fp32_weight(head) -> torch.Tensor:
+    """The head's weight in fp32; a frozen low-precision weight is converted once and kept on
+    the module (a bf16 SmolLM2 head is 57 MB, converted on every forward pass otherwise)."""
+    weight = head.weight
+    if weight.dtype == torch.float32 or weight.requires_grad:
+        return weight.float()  # itself, or a copy that gradients flow through
+    key = (weight.data_ptr(), weight._version, weight.device)
+    cached = head.__dict__.get("_fp32_weight")
+    if cached is None or cached[0] != key:
+        cached = (key, weight.float())
+        head.__dict__["_fp32_weight"] = cached
+    return cached[1]
 
 
 def response_logits(model, batch: dict, temperature: float = 1.0) -> torch.Tensor:

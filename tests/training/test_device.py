@@ -153,3 +153,24 @@ def test_bf16_compute_gives_fp32_logits_and_equal_figures_to_a_full_pass(tiny_mo
     assert logits.dtype == torch.float32 and logits.shape == own.shape and hidden.dtype == torch.bfloat16
     # the model's own head rounds its output to bf16 (8 bits): within that rounding of ours
     torch.testing.assert_close(logits, own.float(), atol=0.05, rtol=0.02)
+
+
+def test_a_frozen_bf16_head_is_converted_once_and_again_when_its_weight_changes(tiny_models):
+    from training.generation import decoder_states_and_logits
+
+    device.configure("cpu", "bf16")
+    policy, tokenizer = load_policy(tiny_models["policy"])
+    policy.requires_grad_(False)
+    enc = encode_prompts(tokenizer, TINY_PROMPTS[:2])
+    head = policy.get_output_embeddings()
+    with torch.no_grad():
+        _, first = decoder_states_and_logits(policy, enc["input_ids"], enc["attention_mask"], 2)
+        converted = head.__dict__["_fp32_weight"][1]
+        _, again = decoder_states_and_logits(policy, enc["input_ids"], enc["attention_mask"], 2)
+        assert head.__dict__["_fp32_weight"][1] is converted and torch.equal(first, again)
+        head.weight.mul_(2)  # an in-place change (a merged adapter, a loaded state) is seen
+        _, doubled = decoder_states_and_logits(policy, enc["input_ids"], enc["attention_mask"], 2)
+    if head.bias is None:
+        torch.testing.assert_close(doubled, 2 * first)
+    else:
+        assert not torch.allclose(doubled, first)
