@@ -46,13 +46,21 @@ def records_mark_new(project: Project, records: list[dict]) -> int | None:
 
     previous = latest_reward_model(project)
     snapshot = (previous.produced_by.snapshot or {}) if previous and previous.produced_by_id else {}
-    after = snapshot.get("max_vote_id")
+    return records_mark_new_after(project, records, snapshot.get("max_vote_id"))
+
+
+def records_mark_new_after(project: Project, records: list[dict], after: int | None,
+                           up_to: int | None = None) -> int | None:
+    """Flag each record `new` when a vote on its comparison came after vote id `after` (and at
+    most `up_to`, for a snapshot of the past); every record when `after` is None. Returns `after`."""
     if after is None:
         for record in records:
             record["new"] = True
         return None
-    changed = set(Vote.objects.filter(comparison__project=project, id__gt=after)
-                  .values_list("comparison_id", flat=True).distinct())
+    votes = Vote.objects.filter(comparison__project=project, id__gt=after)
+    if up_to is not None:
+        votes = votes.filter(id__lte=up_to)
+    changed = set(votes.values_list("comparison_id", flat=True).distinct())
     for record in records:
         record["new"] = record["comparison_id"] in changed
     return after

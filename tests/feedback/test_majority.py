@@ -72,3 +72,24 @@ def test_snapshot_and_every_export_format_agree_on_the_pairs(voted, admin_user):
     assert {q for q, w in winners.items() if w in ("model_a", "model_b")} == {
         q for q, (_, w) in CASES.items() if w is not None}
     assert winners["q1"] == "tie" and "q3" not in winners  # a tie verdict is shown as one; no verdict, no row
+
+
+def test_a_pair_is_new_when_a_vote_on_it_falls_in_the_window(voted, alice, bob):
+    from feedback.models import Vote
+    from feedback.services.exports import records_mark_new_after
+
+    last_bob = Vote.objects.filter(annotator=bob).order_by("-id").values_list("id", flat=True).first()
+    last_alice = Vote.objects.filter(annotator=alice).order_by("-id").values_list("id", flat=True).first()
+    records, _ = preference_snapshot(voted)
+    assert records
+
+    def new_after(after, up_to=None):
+        marked = [dict(r) for r in records]
+        records_mark_new_after(voted, marked, after, up_to)
+        return sum(r["new"] for r in marked)
+
+    assert new_after(None) == len(records)  # no earlier model: everything is new
+    assert new_after(last_bob) == len(records)  # carol voted on every comparison after bob
+    assert new_after(last_bob, up_to=last_bob) == 0  # ... but not by then: a snapshot of the past sees no new vote
+    assert new_after(last_alice, up_to=last_bob) == len(records)  # bob's votes are in that window
+    assert new_after(Vote.objects.order_by("-id").values_list("id", flat=True).first()) == 0
