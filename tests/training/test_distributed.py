@@ -101,32 +101,8 @@ def test_ppo_batch_that_two_processes_cannot_share_fails_naming_the_setting(tiny
     assert not (tmp_path / "policy").exists()
 
 
-def test_a_failing_rank_fails_the_stage_with_its_error(tiny_models, tmp_path):
-    # rank 1 alone crashes as it starts training (as a rank whose GPU fails would)
-    hook = tmp_path / "faults"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(
-        "import os\n"
-        "if os.environ.get('RANK') == '1':\n"
-        "    import training.reward\n"
-        "    def crash(*args, **kwargs):\n"
-        "        raise RuntimeError('rank 1 lost its device (simulated)')\n"
-        "    training.reward.train_reward_model = crash\n"
-    )
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(repo)])}
-
-    with pytest.raises(StageFailed) as failed:
-        run_stage("reward", _reward_spec(tiny_models, tmp_path / "rm"), processes=2, env=env)
-
-    assert str(failed.value) == "reward stage failed on rank 1: RuntimeError: rank 1 lost its device (simulated)"
-    assert not (tmp_path / "rm").exists()
-    assert _processes_running(str(tmp_path)) == []
-
-
-def test_a_rank_dying_in_native_code_fails_the_stage_with_how_it_died(tiny_models, tmp_path):
-    # rank 1 aborts the way a C++ exception does (message, then SIGABRT), after more stderr
-    # noise than the 2,000 characters of the log's end that a failure shows
+def _fail_rank_1(tiny_models, tmp_path, crash_body: str) -> StageFailed:
+    """Run a 2-rank reward stage whose rank 1 runs `crash_body` instead of training; the error it fails with."""
     hook = tmp_path / "faults"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
@@ -134,27 +110,38 @@ def test_a_rank_dying_in_native_code_fails_the_stage_with_how_it_died(tiny_model
         "if os.environ.get('RANK') == '1':\n"
         "    import training.reward\n"
         "    def crash(*args, **kwargs):\n"
-        "        sys.stderr.write(\"terminate called after throwing an instance of 'c10::Error'\\n\")\n"
-        "        sys.stderr.write('  what():  gloo lost its peer (simulated)\\n')\n"
-        "        for i in range(100):\n"
-        "            sys.stderr.write(f'warning {i}: ' + 'x' * 60 + '\\n')\n"
-        "        sys.stderr.flush()\n"
-        "        os.abort()\n"
-        "    training.reward.train_reward_model = crash\n"
+        + "".join(f"        {line}\n" for line in crash_body.splitlines())
+        + "    training.reward.train_reward_model = crash\n"
     )
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(repo)])}
-
     with pytest.raises(StageFailed) as failed:
         run_stage("reward", _reward_spec(tiny_models, tmp_path / "rm"), processes=2, env=env)
+    assert not (tmp_path / "rm").exists()
+    assert _processes_running(str(tmp_path)) == []
+    return failed.value
 
-    message = str(failed.value)
+
+def test_a_failing_rank_fails_the_stage_with_its_error(tiny_models, tmp_path):
+    # rank 1 alone crashes as it starts training (as a rank whose GPU fails would)
+    failed = _fail_rank_1(tiny_models, tmp_path, "raise RuntimeError('rank 1 lost its device (simulated)')")
+    assert str(failed) == "reward stage failed on rank 1: RuntimeError: rank 1 lost its device (simulated)"
+
+
+def test_a_rank_dying_in_native_code_fails_the_stage_with_how_it_died(tiny_models, tmp_path):
+    # rank 1 aborts the way a C++ exception does (message, then SIGABRT), after more stderr
+    # noise than the 2,000 characters of the log's end that a failure shows
+    message = str(_fail_rank_1(tiny_models, tmp_path, (
+        "sys.stderr.write(\"terminate called after throwing an instance of 'c10::Error'\\n\")\n"
+        "sys.stderr.write('  what():  gloo lost its peer (simulated)\\n')\n"
+        "for i in range(100):\n"
+        "    sys.stderr.write(f'warning {i}: ' + 'x' * 60 + '\\n')\n"
+        "sys.stderr.flush()\n"
+        "os.abort()")))
     assert message.startswith("reward stage failed (launcher exit status ")
     assert "terminate called after throwing an instance of 'c10::Error'" in message
     assert "what():  gloo lost its peer (simulated)" in message
     assert "warning 3:" not in message  # the noise is not what it shows first
-    assert not (tmp_path / "rm").exists()
-    assert _processes_running(str(tmp_path)) == []
 
 
 def test_cancel_ends_every_rank_and_writes_no_checkpoint(tiny_models, tmp_path):
