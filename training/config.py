@@ -348,6 +348,11 @@ class GuardConfig:
     10.3 on one draw and 14.5 on the next (BENCHMARKS.md, issue 12); this figure is taken on
     the same prompts with the same seed every round, so a kept parent reads what it read
     when it was accepted. DPO rounds, which have no target of their own, are held to it too."""
+    kl_answers_per_prompt: int = 4
+    """Answers per prompt the KL figure averages over: the first is the one every other
+    figure reads, the rest are drawn for the KL alone (seed + 1). One answer on each of 8
+    prompts read the same policy 7.7-10.2 over four seeds (sd 1.1) and flagged a policy
+    whose mean over seeds was 11.3; four cut the spread by half (BENCHMARKS.md, issue 12)."""
     nll_max_increase: float | None = 1.0
     """Round 0's per-token negative log-likelihood of the new answers may not exceed its
     NLL of its own answers by more than this many nats (fluency). A policy at the KL
@@ -363,6 +368,7 @@ class GuardConfig:
         _check(self.max_new_tokens is None or 1 <= self.max_new_tokens <= 4096, "max_new_tokens",
                "must be between 1 and 4096, or null for the project's setting")
         _check(1 <= self.repeat_ngram <= 10, "repeat_ngram", "must be between 1 and 10")
+        _check(1 <= self.kl_answers_per_prompt <= 32, "kl_answers_per_prompt", "must be between 1 and 32")
         for name in ("distinct_1_min_ratio", "distinct_2_min_ratio", "eos_rate_min_ratio", "length_min_ratio"):
             value = getattr(self, name)
             _check(value is None or 0 <= value <= 1, name, "must be in [0, 1], or null to turn the guard off")

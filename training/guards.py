@@ -19,7 +19,8 @@ round 0's answers to the same prompts, so they need no absolute notion of good t
   EOS included when the answer finished): how plausible round 0 finds the text;
 - KL to round 0 (`kl_to_round0`): per new answer, the exact KL of the new policy to
   round 0 over the vocabulary (`ppo.sequence_kl`) at the guards' sampling temperature,
-  summed over the answer, averaged over answers. The same held-out prompts every round
+  summed over the answer, averaged over `kl_answers_per_prompt` answers to each prompt
+  (one answer reads it to about a nat). The same held-out prompts every round
   and for PPO and DPO alike, so unlike PPO's own figure (its rollouts' training prompts)
   it compares across rounds and methods; its limit is absolute (round 0's is 0).
 
@@ -268,13 +269,18 @@ def guards_evaluate(
         parent_answers = generate_responses(parent_path, prompts, generation, inner)
         hooks.progress("guards", 3, total)
     hooks.check()
+    # more answers of the new policy for its KL alone: one answer a prompt reads it +-1 nat
+    kl_prompts = [p for p in prompts for _ in range(config.kl_answers_per_prompt - 1)]
+    kl_answers = generate_responses(new_policy_path, kl_prompts, replace(generation, seed=config.seed + 1), inner,
+                                    model_and_tokenizer=new_policy) if kl_prompts else []
+    hooks.check()
     model, tokenizer = reference
     figures = {"new": answer_figures(new_answers, config.repeat_ngram),
                "reference": answer_figures(ref_answers, config.repeat_ngram)}
     # one round-0 pass over the new answers gives both its NLL of them and the new policy's KL to it
-    scores = answer_scores(model, tokenizer, prompts, new_answers, generation.batch_size,
-                           policy=new_policy[0], temperature=generation.temperature)
-    figures["new"]["nll"] = mean_nll([(nll, tokens) for nll, tokens, _ in scores])
+    scores = answer_scores(model, tokenizer, list(prompts) + kl_prompts, new_answers + kl_answers,
+                           generation.batch_size, policy=new_policy[0], temperature=generation.temperature)
+    figures["new"]["nll"] = mean_nll([(nll, tokens) for nll, tokens, _ in scores[:len(new_answers)]])
     figures["new"]["kl_to_round0"] = sum(kl for _, _, kl in scores) / len(scores)
     figures["reference"]["nll"] = mean_nll(answer_nll(model, tokenizer, prompts, ref_answers, generation.batch_size))
     figures["reference"]["kl_to_round0"] = 0.0
@@ -286,4 +292,4 @@ def guards_evaluate(
          "new_finished": na.finished}
         for p, pa, na, ra in zip(prompts, parent_answers, new_answers, ref_answers)
     ]
-    return {"figures": figures, **verdict, "enforced": config.enforce, "samples": samples}
+    return {"figures": figures, **verdict, "enforced": config.enforce, "kl_answers": len(scores), "samples": samples}

@@ -8,7 +8,7 @@ import torch
 from tests.helpers import TINY_PROMPTS, TINY_WORDS
 from tests.training.guard_answers import DEGENERATE, FLUENT, ROUND_0, answers
 from training.config import ConfigError, GenerationConfig, GuardConfig, config_from_dict
-from training.generation import GeneratedSample, render_prompt
+from training.generation import GeneratedSample, generate_responses, render_prompt
 from training.guards import (
     answer_figures,
     answer_kl,
@@ -180,7 +180,8 @@ def test_guards_evaluate_answers_with_each_policy_and_returns_plain_data(tiny_mo
     assert calls[0] == ("guards", 0, 3) and calls[-1] == ("guards", 3, 3)
 
     result = guards_evaluate(new_policy_path=other, reference_path=tiny_models["policy"], prompts=TINY_PROMPTS[:4],
-                             parent_path=other, generation=generation, config=GuardConfig(max_new_tokens=4))
+                             parent_path=other, generation=generation,
+                             config=GuardConfig(max_new_tokens=4, kl_answers_per_prompt=1))
     assert [s["parent"] for s in result["samples"]] == [s["new"] for s in result["samples"]]
     assert [s["new"] for s in result["samples"]] != [s["reference"] for s in result["samples"]]
     assert result["figures"]["new"]["nll"] != result["figures"]["reference"]["nll"]
@@ -193,6 +194,18 @@ def test_guards_evaluate_answers_with_each_policy_and_returns_plain_data(tiny_mo
     assert result["figures"]["new"]["kl_to_round0"] == pytest.approx(sum(expected) / 4) and min(expected) > 0.1
     (kl_guard,) = [g for g in result["guards"] if g["figure"] == "kl_to_round0"]
     assert kl_guard["limit"] == 12.0 and kl_guard["tripped"] == (kl_guard["new"] > 12.0)
-    assert result["figures"]["new"]["mean_length"] <= 4
+    assert result["figures"]["new"]["mean_length"] <= 4 and result["kl_answers"] == 4 and same["kl_answers"] == 16
+
+    # by default the KL averages 4 answers a prompt: the ones the other figures read, and 3 more
+    # drawn for it alone with the next seed; every other figure reads the first answers only
+    many = guards_evaluate(new_policy_path=other, reference_path=tiny_models["policy"], prompts=TINY_PROMPTS[:4],
+                           parent_path=other, generation=generation, config=GuardConfig(max_new_tokens=4))
+    more_prompts = [p for p in TINY_PROMPTS[:4] for _ in range(3)]
+    more = generate_responses(other, more_prompts, replace(generation, max_new_tokens=4, seed=1))
+    expected_all = expected + answer_kl(model, reference, tokenizer, more_prompts, more, generation.temperature)
+    assert many["kl_answers"] == 16
+    assert many["figures"]["new"]["kl_to_round0"] == pytest.approx(sum(expected_all) / 16)
+    assert {k: v for k, v in many["figures"]["new"].items() if k != "kl_to_round0"} == \
+        {k: v for k, v in result["figures"]["new"].items() if k != "kl_to_round0"}
     assert set(result["tripped"]) == {g["guard"] for g in result["guards"] if g["tripped"]}
     json.dumps(result)  # stored as is in the round's metrics
