@@ -307,8 +307,11 @@ class GuardConfig:
 
     A limit of None turns that guard off. The defaults pass fluent, varied answers and
     fail the collapse seen in issue 12 (every answer "Here's a rough guide:" and numbered
-    lines of asterisks to the token limit); they are set by reasoning about those two
-    cases, not yet by measurement on real rounds (BENCHMARKS.md, "To measure").
+    lines of asterisks to the token limit). Measured since on simulated rounds
+    (BENCHMARKS.md, issue 12): every healthy round passed all but the KL guard, and the
+    guards-off run's reward hacking (stock "I'm sorry ... happy to help you with" answers
+    at KL 29) tripped the KL and EOS guards, while its text stayed fluent (NLL) and varied
+    enough for distinct-2 (0.62 against 0.85).
     """
 
     enforce: bool = True
