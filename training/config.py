@@ -240,8 +240,8 @@ class DPOConfig:
     """Direct preference optimisation on the policy (Rafailov et al. 2023), instead of a reward
     model and PPO: the same vote snapshot, trained into the policy in one supervised pass.
 
-    The defaults are educated first values for LoRA on a small policy, not yet measured on
-    real rounds (BENCHMARKS.md, "To measure: PPO vs DPO")."""
+    The defaults are first values for LoRA on a small policy, measured on simulated rounds
+    beside PPO since (BENCHMARKS.md, "PPO vs DPO")."""
 
     beta: float = 0.1
     """The paper's beta: how far the policy may move from the reference (round 0) for a given
