@@ -343,14 +343,18 @@ class GuardConfig:
     to empty answers)."""
     length_max_ratio: float | None = 2.0
     """Mean answer length may not rise above this multiple of round 0's."""
-    kl_to_round0_max: float | None = 12.0
+    kl_to_round0_max: float | None = 14.0
     """The new policy's exact KL to round 0 on these prompts (nats per answer, at the
-    project's temperature) may not exceed this: drift past it waits for review. The same
-    default as `ppo.kl_target`. PPO keeps a policy only when its own rollout measured under
-    that target, but a rollout is 16 prompts drawn anew each step, and the same policy read
-    10.3 on one draw and 14.5 on the next (BENCHMARKS.md, issue 12); this figure is taken on
-    the same prompts with the same seed every round, so a kept parent reads what it read
-    when it was accepted. DPO rounds, which have no target of their own, are held to it too."""
+    project's temperature) may not exceed this: drift past it waits for review. PPO keeps
+    a policy only when its own rollout measured at most `ppo.kl_target` (12), but on its
+    training prompts: the same policies read 0.7-1.5 nats higher on these held-out ones
+    (-0.4 once), so a limit equal to the target held back about half of the healthy
+    policies PPO keeps near it (BENCHMARKS.md, issue 12, session 10: `short:20` round 2,
+    PPO 11.5, here 12.2). 14 leaves that margin and still holds what over-optimisation
+    looks like: the guards-off run read 16.0 when its answers began to turn into stock
+    refusals and 36.8 when they all had. The same prompts with the same seed every round,
+    so a kept parent reads what it read when it was accepted; DPO rounds, which have no
+    target of their own, are held to it too."""
     kl_answers_per_prompt: int = 4
     """Answers per prompt the KL figure averages over: the first is the one every other
     figure reads, the rest are drawn for the KL alone (seed + 1). One answer on each of 8

@@ -91,7 +91,7 @@ HEALTHY = {"distinct_1": 0.6, "distinct_2": 0.95, "repeated_line_share": 0.0, "r
     ("mean_length", 7.9, "short_answers"),  # limit 0.2 x 40
     ("mean_length", 80.1, "long_answers"),  # limit 2 x 40
     ("nll", 3.01, "fluency_nll"),  # limit 2.0 + 1.0
-    ("kl_to_round0", 12.01, "kl_to_round0"),  # limit 12 nats, whatever round 0's own figure (0)
+    ("kl_to_round0", 14.01, "kl_to_round0"),  # limit 14 nats, whatever round 0's own figure (0)
 ])
 def test_each_guard_trips_alone_just_past_its_limit(figure, value, guard):
     config = GuardConfig()
@@ -193,7 +193,7 @@ def test_guards_evaluate_answers_with_each_policy_and_returns_plain_data(tiny_mo
     expected = answer_kl(model, reference, tokenizer, TINY_PROMPTS[:4], answers, generation.temperature)
     assert result["figures"]["new"]["kl_to_round0"] == pytest.approx(sum(expected) / 4) and min(expected) > 0.1
     (kl_guard,) = [g for g in result["guards"] if g["figure"] == "kl_to_round0"]
-    assert kl_guard["limit"] == 12.0 and kl_guard["tripped"] == (kl_guard["new"] > 12.0)
+    assert kl_guard["limit"] == 14.0 and kl_guard["tripped"] == (kl_guard["new"] > 14.0)
     assert result["figures"]["new"]["mean_length"] <= 4 and result["kl_answers"] == 4 and same["kl_answers"] == 16
 
     # by default the KL averages 4 answers a prompt: the ones the other figures read, and 3 more
