@@ -67,15 +67,15 @@ def main() -> None:
         previous = {replay: str(reward_base_path(project)) for replay in args.replay}
         for number, last_vote in enumerate(boundaries, start=1):
             records, _ = exports.preference_snapshot(project, up_to_vote_id=last_vote)
-            after = boundaries[number - 2] if number > 1 else None
+            # new: a vote since the previous round's last (training reads the records, never changes them)
+            exports.records_mark_new_after(project, records, boundaries[number - 2] if number > 1 else None,
+                                           up_to=last_vote)
             row = {"round": number, "votes_up_to": last_vote, "pairs": len(records), "arms": {}}
             for replay in args.replay:
-                marked = [dict(r) for r in records]
-                exports.records_mark_new_after(project, marked, after, up_to=last_vote)
                 config = config_from_dict(RewardConfig, {**base, "replay_pairs": replay})
                 out = Path(tmp) / f"replay-{replay}-round-{number}"
                 start = time.perf_counter()
-                summary = train_reward_model(marked, previous[replay], out, config)["summary"]
+                summary = train_reward_model(records, previous[replay], out, config)["summary"]
                 seconds = time.perf_counter() - start
                 previous[replay] = str(out)
                 row["arms"][replay] = {"seconds": round(seconds, 1), **{k: summary.get(k) for k in (

@@ -163,8 +163,7 @@ def _failure_text(stage: str, workdir: Path, returncode: int) -> str:
         return f"{stage} stage failed on rank {rank}: {lines[-1] if lines else 'no message'}"
     log = (workdir / "stderr.log").read_text(errors="replace")
     crash = list(dict.fromkeys(line.strip() for line in log.splitlines() if _NATIVE_CRASH.search(line)))[:12]
-    tail = log[-2000:].strip()
-    text = " | ".join(crash) + ("\n" + tail if tail else "") if crash else tail
+    text = "\n".join(part for part in (" | ".join(crash), log[-2000:].strip()) if part)
     return f"{stage} stage failed (launcher exit status {returncode}): {text or 'no output'}"
 
 

@@ -5,7 +5,6 @@ stubbed where the choice depends on it; the bf16 compute path itself runs for re
 the CPU (autocast), through reward training, PPO and generation.
 """
 import json
-
 from pathlib import Path
 
 import pytest
