@@ -26,7 +26,9 @@ def _guards(guards: dict | None) -> str:
         f"{label} {_f(new.get(key), digits)} vs {_f(ref.get(key), digits)}"
         for label, key, digits in (("EOS", "eos_rate", 2), ("length", "mean_length", 0), ("distinct-2", "distinct_2", 2),
                                    ("rep. 3-grams", "repeated_ngram_share", 2), ("rep. lines", "repeated_line_share", 2),
-                                   ("NLL", "nll", 2)))
+                                   ("looping", "looping_answer_share", 2),
+                                   ("NLL", "nll", 2))
+        if new.get(key) is not None or ref.get(key) is not None)  # older reports lack newer figures
     verdict = "passed" if guards.get("passed") else "**TRIPPED: " + ", ".join(guards.get("tripped", [])) + "**"
     if not guards.get("enforced", True):
         verdict += " (not enforced)"

@@ -333,6 +333,16 @@ class GuardConfig:
     """Share of repeated lines may not rise more than this above round 0's."""
     repeated_ngram_max_increase: float | None = 0.2
     """Share of repeated n-grams may not rise more than this above round 0's."""
+    looping_answer_min_repeat: float = 0.5
+    """An answer loops when at least this share of its word n-grams (`repeat_ngram`) repeat
+    an earlier one of the same answer. Round 0 (SmolLM2) reached 0.38 at most on the demo's
+    held-out prompts (a translation it cannot do), healthy rounds 0.62 once on the same
+    prompt; "SmolLM: SmolLM: ..." reads 0.91."""
+    looping_answers_max_increase: float | None = 0.15
+    """Share of answers that loop may not rise more than this above round 0's. On the 8
+    prompts one more looping answer than round 0's passes and two trip: a `short:20` round
+    (BENCHMARKS.md, issue 12, session 11) looped on 2 of 8 prompts ("SmolLM: SmolLM: ...")
+    and answered the rest well, which the averaged repeated n-gram share (+0.16) let through."""
     eos_rate_min_ratio: float | None = 0.5
     """Share of answers that finish (EOS) may not fall below this share of round 0's."""
     eos_rate_floor: float = 0.1
@@ -379,7 +389,8 @@ class GuardConfig:
         for name in ("distinct_1_min_ratio", "distinct_2_min_ratio", "eos_rate_min_ratio", "length_min_ratio"):
             value = getattr(self, name)
             _check(value is None or 0 <= value <= 1, name, "must be in [0, 1], or null to turn the guard off")
-        for name in ("repeated_line_max_increase", "repeated_ngram_max_increase"):
+        _check(0 < self.looping_answer_min_repeat <= 1, "looping_answer_min_repeat", "must be in (0, 1]")
+        for name in ("repeated_line_max_increase", "repeated_ngram_max_increase", "looping_answers_max_increase"):
             value = getattr(self, name)
             _check(value is None or 0 <= value <= 1, name, "must be in [0, 1], or null to turn the guard off")
         _check(self.length_max_ratio is None or self.length_max_ratio >= 1, "length_max_ratio",

@@ -13,6 +13,9 @@ round 0's answers to the same prompts, so they need no absolute notion of good t
   numbering ignored ("1. ****" and "2. ****" are the same line), averaged over answers;
 - repeated n-gram share: word n-grams that already occurred in the same answer,
   averaged over answers;
+- looping-answer share: answers most of whose word n-grams repeat an earlier one of
+  the same answer ("SmolLM: SmolLM: SmolLM: ..."). The averages above dilute a policy
+  that loops on a quarter of the prompts and answers the rest well; this counts it;
 - EOS rate: answers that finished instead of running into the token limit;
 - mean length in policy tokens;
 - NLL: round 0's mean per-token negative log-likelihood of the answers (temperature 1,
@@ -93,7 +96,13 @@ def repeated_ngram_share(texts: list[str], n: int) -> float:
     return _mean_over_answers([_repeat_share(ngrams(words(text), n)) for text in texts])
 
 
-def answer_figures(answers: list[GeneratedSample], repeat_ngram: int = 3) -> dict:
+def looping_answer_share(texts: list[str], n: int, min_repeat: float) -> float:
+    """Share of the answers whose own repeated word n-gram share is at least `min_repeat`."""
+    shares = [_repeat_share(ngrams(words(text), n)) or 0.0 for text in texts]
+    return sum(share >= min_repeat for share in shares) / len(shares) if shares else 0.0
+
+
+def answer_figures(answers: list[GeneratedSample], repeat_ngram: int = 3, loop_min_repeat: float = 0.5) -> dict:
     """Every text figure of a list of answers (the NLL is added by `guards_evaluate`)."""
     texts = [a.text for a in answers]
     n = len(answers)
@@ -103,6 +112,7 @@ def answer_figures(answers: list[GeneratedSample], repeat_ngram: int = 3) -> dic
         "distinct_2": distinct_n(texts, 2),
         "repeated_line_share": repeated_line_share(texts),
         "repeated_ngram_share": repeated_ngram_share(texts, repeat_ngram),
+        "looping_answer_share": looping_answer_share(texts, repeat_ngram, loop_min_repeat),
         "eos_rate": sum(a.finished for a in answers) / n if n else 0.0,
         "mean_length": sum(a.token_count for a in answers) / n if n else 0.0,
     }
@@ -200,6 +210,10 @@ def guards_verdict(new: dict, reference: dict, config: GuardConfig) -> dict:
         if increase is not None:
             check(f"repeated_{kind}s", f"repeated_{kind}_share", ref(f"repeated_{kind}_share") + increase, "above",
                   f"<= round 0 + {increase:g}")
+    if config.looping_answers_max_increase is not None:
+        check("looping_answers", "looping_answer_share",
+              ref("looping_answer_share") + config.looping_answers_max_increase, "above",
+              f"<= round 0 + {config.looping_answers_max_increase:g}")
     if config.eos_rate_min_ratio is not None:
         skipped = None
         if ref("eos_rate") < config.eos_rate_floor:
@@ -275,8 +289,8 @@ def guards_evaluate(
                                     model_and_tokenizer=new_policy) if kl_prompts else []
     hooks.check()
     model, tokenizer = reference
-    figures = {"new": answer_figures(new_answers, config.repeat_ngram),
-               "reference": answer_figures(ref_answers, config.repeat_ngram)}
+    figures = {"new": answer_figures(new_answers, config.repeat_ngram, config.looping_answer_min_repeat),
+               "reference": answer_figures(ref_answers, config.repeat_ngram, config.looping_answer_min_repeat)}
     # one round-0 pass over the new answers gives both its NLL of them and the new policy's KL to it
     scores = answer_scores(model, tokenizer, list(prompts) + kl_prompts, new_answers + kl_answers,
                            generation.batch_size, policy=new_policy[0], temperature=generation.temperature)

@@ -237,7 +237,8 @@ def describe_guards(summary: dict) -> str:
     figures = ", ".join(
         f"{label} {new[key]:.2f} vs {ref[key]:.2f}"
         for key, label in (("distinct_2", "distinct-2"), ("repeated_line_share", "repeated lines"),
-                           ("repeated_ngram_share", "repeated n-grams"), ("eos_rate", "EOS rate"),
+                           ("repeated_ngram_share", "repeated n-grams"),
+                           ("looping_answer_share", "looping answers"), ("eos_rate", "EOS rate"),
                            ("mean_length", "length"), ("nll", "round-0 NLL"))
         if new.get(key) is not None and ref.get(key) is not None
     )

@@ -16,6 +16,7 @@ from training.guards import (
     distinct_n,
     guards_evaluate,
     guards_verdict,
+    looping_answer_share,
     mean_nll,
     repeated_line_share,
     repeated_ngram_share,
@@ -66,7 +67,8 @@ def test_the_collapse_of_issue_12_trips_the_guards_and_fluent_answers_pass():
 
     verdict = guards_verdict(degenerate, reference, GuardConfig())
     assert not verdict["passed"]
-    assert {"distinct_1", "distinct_2", "repeated_lines", "repeated_ngrams", "eos_rate"} <= set(verdict["tripped"])
+    assert {"distinct_1", "distinct_2", "repeated_lines", "repeated_ngrams", "looping_answers",
+            "eos_rate"} <= set(verdict["tripped"])
     d2 = next(g for g in verdict["guards"] if g["guard"] == "distinct_2")
     assert d2["new"] == degenerate["distinct_2"] and d2["limit"] == pytest.approx(0.6 * reference["distinct_2"])
 
@@ -75,11 +77,33 @@ def test_the_collapse_of_issue_12_trips_the_guards_and_fluent_answers_pass():
     # repetition is averaged per answer: one looping answer among eight fluent ones does not read as a collapse
     mixed = answer_figures(answers(FLUENT[:7] + DEGENERATE[:1]))
     assert mixed["repeated_line_share"] < 0.2 and mixed["repeated_ngram_share"] < 0.2
-    assert not {"repeated_lines", "repeated_ngrams"} & set(guards_verdict(mixed, reference, GuardConfig())["tripped"])
+    assert mixed["looping_answer_share"] == 1 / 8
+    assert not {"repeated_lines", "repeated_ngrams", "looping_answers"} & set(
+        guards_verdict(mixed, reference, GuardConfig())["tripped"])
+
+
+def test_a_policy_that_loops_on_a_quarter_of_the_prompts_is_held_back():
+    # session 11's short:20 round 2: two of eight answers "SmolLM: SmolLM: ...", six fine ones
+    reference = answer_figures(answers(ROUND_0))
+    looping = "SmolLM: " * 12
+    partial = answer_figures(answers(FLUENT[:6] + [looping, looping]))
+    assert partial["looping_answer_share"] == 2 / 8 and reference["looping_answer_share"] == 0.0
+    assert "looping_answers" in guards_verdict(partial, reference, GuardConfig())["tripped"]
+    # against that run's round 0 (repeated 3-grams 0.07: it loops a little on a translation it
+    # cannot do) the averaged figure let the round through; the count of looping answers does not
+    real_round_0 = {**reference, "repeated_ngram_share": 0.07}
+    assert guards_verdict(partial, real_round_0, GuardConfig())["tripped"] == ["looping_answers"]
+
+
+def test_looping_answer_share_counts_answers_mostly_made_of_repeats():
+    assert looping_answer_share(["a b c a b c a b c", "a b c d"], 3, 0.5) == 1 / 2  # 4 of 7 3-grams repeat
+    assert looping_answer_share(["a b c a b c a b c", "a b c d"], 3, 0.6) == 0.0
+    assert looping_answer_share(["a b", ""], 3, 0.5) == 0.0  # nothing to count is not a loop
+    assert looping_answer_share([], 3, 0.5) == 0.0
 
 
 HEALTHY = {"distinct_1": 0.6, "distinct_2": 0.95, "repeated_line_share": 0.0, "repeated_ngram_share": 0.01,
-           "eos_rate": 0.8, "mean_length": 40.0, "nll": 2.0, "kl_to_round0": 5.0}
+           "looping_answer_share": 0.0, "eos_rate": 0.8, "mean_length": 40.0, "nll": 2.0, "kl_to_round0": 5.0}
 
 
 @pytest.mark.parametrize("figure, value, guard", [
@@ -87,6 +111,7 @@ HEALTHY = {"distinct_1": 0.6, "distinct_2": 0.95, "repeated_line_share": 0.0, "r
     ("distinct_2", 0.56, "distinct_2"),  # limit 0.6 x 0.95 = 0.57
     ("repeated_line_share", 0.21, "repeated_lines"),  # limit 0 + 0.2
     ("repeated_ngram_share", 0.22, "repeated_ngrams"),  # limit 0.01 + 0.2
+    ("looping_answer_share", 0.16, "looping_answers"),  # limit 0 + 0.15: two looping answers of 8
     ("eos_rate", 0.39, "eos_rate"),  # limit 0.5 x 0.8
     ("mean_length", 7.9, "short_answers"),  # limit 0.2 x 40
     ("mean_length", 80.1, "long_answers"),  # limit 2 x 40
@@ -101,6 +126,7 @@ def test_each_guard_trips_alone_just_past_its_limit(figure, value, guard):
     # and a guard turned off (null) never trips
     off = {"distinct_1": "distinct_1_min_ratio", "distinct_2": "distinct_2_min_ratio",
            "repeated_lines": "repeated_line_max_increase", "repeated_ngrams": "repeated_ngram_max_increase",
+           "looping_answers": "looping_answers_max_increase",
            "eos_rate": "eos_rate_min_ratio", "short_answers": "length_min_ratio", "long_answers": "length_max_ratio",
            "fluency_nll": "nll_max_increase", "kl_to_round0": "kl_to_round0_max"}[guard]
     assert guards_verdict({**HEALTHY, figure: value}, HEALTHY, replace(config, **{off: None}))["passed"]
@@ -115,7 +141,8 @@ def test_eos_guard_does_not_apply_when_round_0_hardly_ever_finishes():
 
 def test_guard_config_names_bad_fields():
     for field, value in (("prompts", 0), ("distinct_2_min_ratio", 1.5), ("length_max_ratio", 0.5),
-                         ("nll_max_increase", -1), ("kl_to_round0_max", 0), ("enforce", "no")):
+                         ("nll_max_increase", -1), ("kl_to_round0_max", 0),
+                         ("looping_answer_min_repeat", 0), ("looping_answers_max_increase", 1.5), ("enforce", "no")):
         with pytest.raises(ConfigError) as err:
             config_from_dict(GuardConfig, {field: value})
         assert err.value.field == field
