@@ -50,17 +50,21 @@ def init() -> None:
         dist.init_process_group("gloo")
 
 
-def shutdown(finished: bool = False) -> None:
-    """Leave the process group. `finished`: this rank's work succeeded; wait for the others first.
+def barrier() -> None:
+    """Wait until every rank gets here (nothing to wait for in one process).
 
-    A rank that tears its connections down while another is still working (rank 0 writing
+    A rank that leaves the process group while another is still working (rank 0 writing
     the checkpoint after the other ranks returned) can die in gloo's C++ at exit ("terminate
     called without an active exception", seen once in CI), failing a stage that had
-    succeeded. A rank that failed skips the wait: its peers would never reach it.
+    succeeded: ranks that succeeded meet here first. A rank that failed does not: its peers
+    would never reach it.
     """
     if active():
-        if finished:
-            dist.barrier()
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if active():
         dist.destroy_process_group()
 
 

@@ -91,28 +91,38 @@ def repeated_line_share(texts: list[str]) -> float:
                                for text in texts])
 
 
+def _ngram_repeat_shares(texts: list[str], n: int) -> list[float | None]:
+    """Per answer, the share of its word n-grams that already occurred in it (None: no n-grams)."""
+    return [_repeat_share(ngrams(words(text), n)) for text in texts]
+
+
+def _looping_share(shares: list[float | None], min_repeat: float) -> float:
+    """Share of the answers whose repeat share is at least `min_repeat` (no n-grams: no loop)."""
+    return sum((share or 0.0) >= min_repeat for share in shares) / len(shares) if shares else 0.0
+
+
 def repeated_ngram_share(texts: list[str], n: int) -> float:
     """Per answer, the share of its word n-grams that already occurred in it; the mean over answers."""
-    return _mean_over_answers([_repeat_share(ngrams(words(text), n)) for text in texts])
+    return _mean_over_answers(_ngram_repeat_shares(texts, n))
 
 
 def looping_answer_share(texts: list[str], n: int, min_repeat: float) -> float:
     """Share of the answers whose own repeated word n-gram share is at least `min_repeat`."""
-    shares = [_repeat_share(ngrams(words(text), n)) or 0.0 for text in texts]
-    return sum(share >= min_repeat for share in shares) / len(shares) if shares else 0.0
+    return _looping_share(_ngram_repeat_shares(texts, n), min_repeat)
 
 
 def answer_figures(answers: list[GeneratedSample], repeat_ngram: int = 3, loop_min_repeat: float = 0.5) -> dict:
     """Every text figure of a list of answers (the NLL is added by `guards_evaluate`)."""
     texts = [a.text for a in answers]
     n = len(answers)
+    repeat_shares = _ngram_repeat_shares(texts, repeat_ngram)  # both n-gram figures read them
     return {
         "answers": n,
         "distinct_1": distinct_n(texts, 1),
         "distinct_2": distinct_n(texts, 2),
         "repeated_line_share": repeated_line_share(texts),
-        "repeated_ngram_share": repeated_ngram_share(texts, repeat_ngram),
-        "looping_answer_share": looping_answer_share(texts, repeat_ngram, loop_min_repeat),
+        "repeated_ngram_share": _mean_over_answers(repeat_shares),
+        "looping_answer_share": _looping_share(repeat_shares, loop_min_repeat),
         "eos_rate": sum(a.finished for a in answers) / n if n else 0.0,
         "mean_length": sum(a.token_count for a in answers) / n if n else 0.0,
     }

@@ -180,7 +180,6 @@ def main(argv: list[str]) -> int:
     stage, args_file = argv
     workdir = Path(args_file).parent
     rank = int(os.environ.get("RANK", "0"))
-    finished = False
     try:
         spec = json.loads(Path(args_file).read_text())
         distributed.init()
@@ -190,7 +189,7 @@ def main(argv: list[str]) -> int:
             tmp = workdir / f".{RESULT_FILE}.{os.getpid()}"
             tmp.write_text(json.dumps(result))
             os.replace(tmp, workdir / RESULT_FILE)
-        finished = True
+        distributed.barrier()  # every rank leaves the group together (see distributed.barrier)
         return 0
     except Cancelled:
         return 1
@@ -198,7 +197,7 @@ def main(argv: list[str]) -> int:
         (workdir / f"error-rank{rank}.txt").write_text(traceback.format_exc())
         raise
     finally:
-        distributed.shutdown(finished)
+        distributed.shutdown()
 
 
 if __name__ == "__main__":
