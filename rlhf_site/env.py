@@ -61,7 +61,7 @@ def env_database(name: str, default_sqlite_path: Path) -> dict:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": SQLITE_ENGINE,
             "NAME": str(default_sqlite_path),
             "OPTIONS": _SQLITE_OPTIONS,
             # A file, not shared-cache memory: the live test server's and the Celery test
@@ -81,7 +81,7 @@ def env_database(name: str, default_sqlite_path: Path) -> dict:
             f"{name}={raw!r}: only postgres:// and sqlite:// URLs are supported (got engine {engine!r})."
         )
     if engine == "django.db.backends.sqlite3":
-        config["OPTIONS"] = _SQLITE_OPTIONS
+        config["ENGINE"], config["OPTIONS"] = SQLITE_ENGINE, _SQLITE_OPTIONS
     else:
         pool_size = env_int("DB_POOL_SIZE", 20, minimum=0)
         if pool_size:
@@ -92,6 +92,8 @@ def env_database(name: str, default_sqlite_path: Path) -> dict:
 # The web server and the worker write to one SQLite file at the same time: WAL lets
 # readers go on during a write, IMMEDIATE takes the write lock at BEGIN so two writers
 # queue on `timeout` instead of failing with "database is locked" halfway through.
+# Django's backend, with a writer waiting for that lock in short steps (sqlite_backend/base.py).
+SQLITE_ENGINE = "rlhf_site.sqlite_backend"
 _SQLITE_OPTIONS = {
     "timeout": 30,
     "transaction_mode": "IMMEDIATE",

@@ -48,6 +48,6 @@ def test_filesystem_broker_and_sqlite_are_the_defaults(tmp_path, monkeypatch):
     # every folder the transport writes, exchange tables included, lives in the data dir
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         assert options[key].startswith(str(tmp_path)), key
-    assert env_database("DATABASE_URL", tmp_path / "db.sqlite3")["ENGINE"] == "django.db.backends.sqlite3"
+    assert env_database("DATABASE_URL", tmp_path / "db.sqlite3")["ENGINE"] == "rlhf_site.sqlite_backend"
     monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x")
     assert env_database("DATABASE_URL", tmp_path / "db.sqlite3")["ENGINE"] == "django.db.backends.postgresql"

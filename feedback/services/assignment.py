@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -73,30 +73,41 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
                 comparison=OuterRef("pk"), annotator=annotator, status=Assignment.Status.RESERVED)))
             .order_by("id")
         )
+        # Without row locks (SQLite) the candidates are read before the write lock is taken:
+        # every claim in the project queues on that lock, so it is held only for the recount
+        # and the insert. The recount under the lock catches a candidate claimed meanwhile.
+        row_locks = connection.features.has_select_for_update_skip_locked
+        early = None if row_locks else list(open_for_me[:_CANDIDATES_PER_TRY])
+        claimed = None
         with transaction.atomic():
             # Two annotators must not both take the last slot of one comparison: the row
             # lock serialises claims per comparison, SKIP LOCKED sends the second claimer
             # to the next row instead of making it wait.
-            locked = open_for_me.select_for_update(skip_locked=True, of=("self",))
-            for comparison in locked[:_CANDIDATES_PER_TRY]:
+            candidates = early if early is not None else (
+                open_for_me.select_for_update(skip_locked=True, of=("self",))[:_CANDIDATES_PER_TRY])
+            for comparison in candidates:
                 # Recount under the lock: the candidate query's snapshot may predate a
                 # claim that committed while we waited for the row.
-                taken = Comparison.objects.filter(pk=comparison.pk).annotate(taken=_taken(now)).values_list("taken", flat=True)[0]
-                if taken >= comparison.votes_needed:
+                taken = (Comparison.objects.filter(pk=comparison.pk, status=Comparison.Status.OPEN)
+                         .annotate(taken=_taken(now)).values_list("taken", flat=True).first())
+                if taken is None or taken >= comparison.votes_needed:
                     continue
                 try:
                     with transaction.atomic():
                         renewed = comparison.mine_expired and _renew_expired(comparison, annotator, now)
-                        assignment = renewed or Assignment.objects.create(
+                        claimed = renewed or Assignment.objects.create(
                             comparison=comparison, annotator=annotator, reserved_until=now + RESERVATION,
                             left_is_a=random.random() < 0.5,
                         )
-                    # one query for what the page shows, instead of three lazy ones
-                    assignment.comparison = Comparison.objects.select_related("prompt", "sample_a", "sample_b").get(
-                        pk=comparison.pk)
-                    return assignment
+                    break
                 except IntegrityError:
                     continue  # the same annotator claimed it from another tab a moment ago
+        if claimed is not None:
+            # one query for what the page shows, instead of three lazy ones; after the commit,
+            # so no other claim waits for it
+            claimed.comparison = Comparison.objects.select_related("prompt", "sample_a", "sample_b").get(
+                pk=claimed.comparison_id)
+            return claimed
         # Nothing claimable right now. Rows other claimers hold locked were skipped, so
         # look without locks: only when nothing is open for this annotator is the queue empty.
         if not open_for_me.exists():
