@@ -30,6 +30,7 @@ def test_twelve_annotators_drain_the_queue_exactly_on_sqlite(tmp_path):
 
 def test_a_writer_waits_for_the_lock_then_writes(tmp_path):
     out = _scenario("wait", tmp_path)
+    assert out["backend"] == "rlhf_site.sqlite_backend.base"  # the default install's, not Django's stock one
     assert out["waited_s"] >= 0.4  # it did wait for the holder's 0.5 s ...
     assert out["names"] == ["holder", "waiter"]  # ... and then wrote
     assert out["busy_timeout_ms"] == 30_000  # SQLite's own handler is back for other statements

@@ -8,6 +8,7 @@ the comparison would otherwise be stranded for good).
 """
 import random
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractUser
@@ -79,7 +80,7 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
         row_locks = connection.features.has_select_for_update_skip_locked
         early = None if row_locks else list(open_for_me[:_CANDIDATES_PER_TRY])
         claimed = None
-        with transaction.atomic():
+        with transaction.atomic() if early != [] else nullcontext():  # no write lock for nothing
             # Two annotators must not both take the last slot of one comparison: the row
             # lock serialises claims per comparison, SKIP LOCKED sends the second claimer
             # to the next row instead of making it wait.
@@ -88,9 +89,9 @@ def assignment_next(*, annotator: AbstractUser, project: Project) -> Assignment 
             for comparison in candidates:
                 # Recount under the lock: the candidate query's snapshot may predate a
                 # claim that committed while we waited for the row.
-                taken = (Comparison.objects.filter(pk=comparison.pk, status=Comparison.Status.OPEN)
-                         .annotate(taken=_taken(now)).values_list("taken", flat=True).first())
-                if taken is None or taken >= comparison.votes_needed:
+                # (still open, and its overlap as it is now: staff may have changed either)
+                if not (Comparison.objects.filter(pk=comparison.pk, status=Comparison.Status.OPEN)
+                        .annotate(taken=_taken(now)).filter(taken__lt=F("votes_needed")).exists()):
                     continue
                 try:
                     with transaction.atomic():

@@ -4,9 +4,11 @@ SQLite's own busy handler (`timeout`) sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50
 then 100 ms between attempts to take the write lock. Under a steady stream of short write
 transactions from several processes (gunicorn's workers, the Celery worker) a writer that
 found the lock taken keeps sleeping long after it was freed: the web requests' server
-time reached 350-650 ms at p99 while a transaction holds the lock for ~1 ms. Here
-`BEGIN IMMEDIATE` is retried every 0.5-1 ms instead, up to the same `timeout`; every
-other statement keeps SQLite's handler.
+time reached 350-650 ms at p99 while a transaction holds the lock for a few ms
+(BENCHMARKS.md, "The default install beside Label Studio's"). Here `BEGIN IMMEDIATE` is
+retried every 0.5-1 ms for the first 100 ms, then at steps doubling up to 8 ms (a long
+write, such as a big import, is not polled a thousand times a second), up to the
+connection's own busy timeout; every other statement keeps SQLite's handler.
 """
 import random
 import sqlite3
@@ -14,25 +16,54 @@ import time
 
 from django.db.backends.sqlite3 import base
 
+_FAST_S, _FAST_STEP_S, _MAX_STEP_S = 0.1, 0.001, 0.008
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def get_new_connection(self, conn_params):
+        conn = super().get_new_connection(conn_params)
+        # what `timeout` (or init_command) set, restored after each wait below
+        self.busy_timeout_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        return conn
+
     def _start_transaction_under_autocommit(self):
         if self.transaction_mode is None:
             return super()._start_transaction_under_autocommit()
-        timeout = float(self.settings_dict["OPTIONS"].get("timeout", 5))
-        deadline = time.monotonic() + timeout
-        cursor = self.connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 0")
-        try:
-            while True:
+        begin = f"BEGIN {self.transaction_mode}"
+        with self.wrap_database_errors:
+            raw = self.connection.cursor()
+            raw.execute("PRAGMA busy_timeout = 0")
+            began = False
+            try:
+                self._begin_when_free(begin)
+                began = True
+            finally:
                 try:
-                    cursor.execute(f"BEGIN {self.transaction_mode}")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() >= deadline:
-                        with self.wrap_database_errors:
-                            raise
-                time.sleep(random.uniform(0.0005, 0.001))
-        finally:
-            cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            cursor.close()
+                    raw.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+                except sqlite3.Error:
+                    if began:  # Django believes it is still in autocommit: leave no transaction open
+                        self.connection.rollback()
+                    raise
+                finally:
+                    raw.close()
+
+    def _begin_when_free(self, begin: str) -> None:
+        started = time.monotonic()
+        deadline = started + self.busy_timeout_ms / 1000
+        step = _FAST_STEP_S
+        while True:
+            try:
+                # through Django's cursor, so BEGIN shows in query logs and execute_wrapper
+                self.cursor().execute(begin)
+                return
+            except Exception as exc:  # Django's wrapped OperationalError; the sqlite3 one is its cause
+                cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
+                if not isinstance(cause, sqlite3.Error) or not _busy(cause) or time.monotonic() >= deadline:
+                    raise
+            if time.monotonic() - started > _FAST_S:
+                step = min(step * 2, _MAX_STEP_S)
+            time.sleep(random.uniform(step / 2, step))

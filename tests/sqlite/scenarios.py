@@ -87,6 +87,7 @@ def wait() -> dict:
     waited = time.monotonic() - started
     holder.join()
     return {"waited_s": waited, "names": sorted(Project.objects.values_list("name", flat=True)),
+            "backend": type(connections["default"]).__module__,
             "busy_timeout_ms": connection.cursor().execute("PRAGMA busy_timeout").fetchone()[0]}
 
 
