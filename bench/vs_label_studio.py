@@ -80,6 +80,11 @@ class Client:
             raise RuntimeError(f"{method} {path}: HTTP {status}: {payload[:300]!r}")
         return payload, ms
 
+    def next_item(self, path: str, key: str):
+        """GET the next item to rate; (its id, milliseconds)."""
+        payload, ms = self.ok("GET", path, expect=(200,))
+        return json.loads(payload)[key], ms
+
 
 def wait_up(url: str, process: subprocess.Popen, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
@@ -128,10 +133,7 @@ class Ours:
         return json.loads(payload)["imported"]
 
     def fetch(self, client: Client):
-        status, payload, ms = client.call("GET", f"/api/v1/projects/{self.project}/comparisons/next/")
-        if status != 200:
-            raise RuntimeError(f"next: HTTP {status}: {payload[:300]!r}")
-        return json.loads(payload)["comparison_id"], ms
+        return client.next_item(f"/api/v1/projects/{self.project}/comparisons/next/", "comparison_id")
 
     def vote(self, client: Client, item, n: int) -> float:
         return client.ok("POST", f"/api/v1/comparisons/{item}/votes/", {"choice": "ab"[n % 2], "strength": 2})[1]
@@ -174,10 +176,7 @@ class LabelStudio:
         return json.loads(payload)["task_count"]
 
     def fetch(self, client: Client):
-        status, payload, ms = client.call("GET", f"/api/projects/{self.project}/next")
-        if status != 200:
-            raise RuntimeError(f"next: HTTP {status}: {payload[:300]!r}")
-        return json.loads(payload)["id"], ms
+        return client.next_item(f"/api/projects/{self.project}/next", "id")
 
     def vote(self, client: Client, item, n: int) -> float:
         result = [{"from_name": "pw", "to_name": "answer1", "type": "pairwise",
