@@ -76,3 +76,54 @@ def votes_cast(project, annotator, count: int) -> None:
     for i in range(count):
         assignment = assignment_next(annotator=annotator, project=project)
         vote_submit(annotator=annotator, assignment_id=assignment.pk, choice="a" if i % 3 else "b", strength=2)
+
+
+def queue_project(n: int, overlap: int, name: str = "Concurrent"):
+    """A project with `n` comparisons of two fixed samples each, `overlap` votes needed on each."""
+    from feedback.models import Checkpoint, Comparison, Project, Prompt, Sample
+
+    project = Project.objects.create(name=name, votes_per_comparison=overlap)
+    checkpoint = Checkpoint.objects.create(project=project, kind="policy", path="/none", name="r0", sha256="0", is_active=True)
+    prompts = Prompt.objects.bulk_create([Prompt(project=project, messages=[{"role": "user", "content": f"q{i}"}]) for i in range(n)])
+    samples = Sample.objects.bulk_create(
+        [Sample(prompt=p, checkpoint=checkpoint, text=f"{p.pk}-{side}") for p in prompts for side in "ab"]
+    )
+    Comparison.objects.bulk_create([
+        Comparison(project=project, prompt=p, sample_a=samples[2 * i], sample_b=samples[2 * i + 1], votes_needed=overlap)
+        for i, p in enumerate(prompts)
+    ])
+    return project
+
+
+def queue_drained_at_once(project, users, *, timeout: float = 300) -> list[str]:
+    """Every user, in a thread of its own started together, takes and votes until the queue is
+    empty; the errors the threads met (a thread's exception is otherwise lost)."""
+    import threading
+
+    from django.db import connections
+
+    from feedback.services.assignment import assignment_next
+    from feedback.services.votes import vote_submit
+
+    errors = []
+    barrier = threading.Barrier(len(users))
+
+    def work(user):
+        try:
+            barrier.wait()
+            while (a := assignment_next(annotator=user, project=project)) is not None:
+                vote_submit(annotator=user, assignment_id=a.pk, choice="a", idempotency_key=f"{user.pk}-{a.pk}")
+                # as a web request does: the connection goes back to the pool after each vote, so
+                # 20 annotators and the test's own connection share the pool's 20 on a loaded machine
+                connections.close_all()
+        except Exception as exc:  # returned to the caller
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return errors

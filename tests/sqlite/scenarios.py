@@ -23,41 +23,15 @@ from django.core.management import call_command  # noqa: E402
 from django.db import OperationalError, connection, connections, transaction  # noqa: E402
 from django.db.models import Count  # noqa: E402
 
-from feedback.models import Checkpoint, Comparison, Project, Prompt, Sample, Vote  # noqa: E402
-from feedback.services.assignment import assignment_next  # noqa: E402
-from feedback.services.votes import vote_submit  # noqa: E402
+from feedback.models import Comparison, Project, Vote  # noqa: E402
+from tests.helpers import queue_drained_at_once, queue_project  # noqa: E402
 
 
 def drain(comparisons: int = 60, overlap: int = 3, annotators: int = 12) -> dict:
     """Annotators in threads, each its own connection, drain a queue at once."""
-    project = Project.objects.create(name="SQLite drain", votes_per_comparison=overlap)
-    checkpoint = Checkpoint.objects.create(project=project, kind="policy", path="/none", name="r0", sha256="0",
-                                           is_active=True)
-    prompts = Prompt.objects.bulk_create(
-        [Prompt(project=project, messages=[{"role": "user", "content": f"q{i}"}]) for i in range(comparisons)])
-    samples = Sample.objects.bulk_create(
-        [Sample(prompt=p, checkpoint=checkpoint, text=f"{p.pk}-{side}") for p in prompts for side in "ab"])
-    Comparison.objects.bulk_create([
-        Comparison(project=project, prompt=p, sample_a=samples[2 * i], sample_b=samples[2 * i + 1], votes_needed=overlap)
-        for i, p in enumerate(prompts)])
+    project = queue_project(comparisons, overlap, name="SQLite drain")
     users = [get_user_model().objects.create_user(username=f"annotator{i}", password="x") for i in range(annotators)]
-    errors, barrier = [], threading.Barrier(annotators)
-
-    def work(user):
-        try:
-            barrier.wait()
-            while (a := assignment_next(annotator=user, project=project)) is not None:
-                vote_submit(annotator=user, assignment_id=a.pk, choice="a")
-        except Exception as exc:  # reported to the test
-            errors.append(repr(exc))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=work, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = queue_drained_at_once(project, users, timeout=120)
     pairs = list(Vote.objects.filter(comparison__project=project).values_list("comparison", "annotator"))
     per_comparison = Vote.objects.filter(comparison__project=project).values("comparison").annotate(n=Count("id"))
     return {"errors": errors, "votes": len(pairs), "distinct_pairs": len(set(pairs)),
