@@ -14,12 +14,13 @@ import random
 import sqlite3
 import time
 
+from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
 _FAST_S, _FAST_STEP_S, _MAX_STEP_S = 0.1, 0.001, 0.008
 
 
-def _busy(exc: sqlite3.Error) -> bool:
+def _busy(exc: BaseException | None) -> bool:
     return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -60,9 +61,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 # through Django's cursor, so BEGIN shows in query logs and execute_wrapper
                 self.cursor().execute(begin)
                 return
-            except Exception as exc:  # Django's wrapped OperationalError; the sqlite3 one is its cause
-                cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
-                if not isinstance(cause, sqlite3.Error) or not _busy(cause) or time.monotonic() >= deadline:
+            except OperationalError as exc:  # Django's, wrapping the sqlite3 error
+                if not _busy(exc.__cause__) or time.monotonic() >= deadline:
                     raise
             if time.monotonic() - started > _FAST_S:
                 step = min(step * 2, _MAX_STEP_S)
