@@ -583,7 +583,7 @@ def _pairs_write(project: Project, prepared: list[dict], source: str) -> None:
     ~100 to 2,000 rows of each table, and builds a model object per row: bench/
     profile_requests.py compares them.
     """
-    from django.db import connection
+    from django.db import IntegrityError, connection
 
     vendor = connection.vendor
     now = connection.ops.adapt_datetimefield_value(timezone.now())  # SQLite stores text, in UTC
@@ -592,6 +592,7 @@ def _pairs_write(project: Project, prepared: list[dict], source: str) -> None:
         ids = {name: _reserve_ids(wrapper, vendor, PAIR_TABLES[name]._meta.db_table, PAIR_COUNTS[name] * len(prepared))
                for name in PAIR_TABLES}
         rows = _pair_rows(project, prepared, source, ids, now)
+        restore_role = _foreign_key_triggers_off(wrapper, project) if vendor == "postgresql" else None
         for name, model in PAIR_TABLES.items():
             table, columns = model._meta.db_table, PAIR_COLUMNS[name]
             if vendor == "postgresql":
@@ -602,7 +603,46 @@ def _pairs_write(project: Project, prepared: list[dict], source: str) -> None:
                                          writer=QueuedLibpqWriter(wrapper.cursor)) as copy:
                     for row in rows[name]:
                         copy.write_row(row)
+                if wrapper.cursor.rowcount != len(ids[name]):  # what the references count on
+                    raise IntegrityError(f"COPY wrote {wrapper.cursor.rowcount} rows of {table}, "
+                                         f"not {len(ids[name])}")
             else:
                 placeholders = ", ".join(["%s"] * (columns.count(",") + 1))
                 # a list: Django's debug cursor (query counting) takes len() of it
                 wrapper.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", list(rows[name]))
+        if restore_role is not None:
+            wrapper.execute("SELECT set_config('session_replication_role', %s, true)", [restore_role])
+
+
+def _foreign_key_triggers_off(cursor, project: Project) -> str | None:
+    """On PostgreSQL, turn off the foreign-key triggers of the rows this import writes,
+    because what they check holds by construction: 7 trigger calls per pair took 40 % of
+    a 20,000-pair import (bench/profile_requests.py). Returns the setting to restore right
+    after the writes, or None when this database role may not (then the triggers run as
+    usual, and the import is slower).
+
+    Off for this transaction only (session_replication_role set locally; a superuser, or
+    a role granted SET on it, may), and only while the three COPYs run: the way
+    pg_restore --disable-triggers loads rows whose references it knows to be sound. Every
+    reference written names either a row of this same import (its ids reserved from the
+    sequences above, its rows written by COPYs that fail whole or write every row; no
+    other transaction can see or delete them before commit) or the project, whose row is
+    locked here as each trigger call would lock it (FOR KEY SHARE: deleting the project
+    waits for the import to end, then fails on its prompts, whose triggers in the deleting
+    session are on). The round and checkpoint columns are NULL. CHECK and UNIQUE
+    constraints are not triggers and hold as always.
+    """
+    from django.db import IntegrityError, connection
+
+    privilege = "has_parameter_privilege('session_replication_role', 'SET')" if connection.pg_version >= 150000 \
+        else "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+    cursor.execute(f"SELECT current_setting('session_replication_role'), {privilege}")
+    current, allowed = cursor.fetchone()
+    if not allowed or current != "origin":
+        return None
+    cursor.execute(f"SELECT 1 FROM {Project._meta.db_table} WHERE id = %s FOR KEY SHARE", [project.pk])
+    if cursor.fetchone() is None:
+        raise IntegrityError(f"project {project.pk} does not exist (deleted while importing?)")
+    cursor.execute("SELECT set_config('session_replication_role', 'replica', true)")
+    return current
+

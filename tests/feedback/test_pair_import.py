@@ -4,8 +4,10 @@ The import writes its rows without the ORM (`_pairs_write`: COPY on PostgreSQL,
 executemany on SQLite, ids reserved first); before, it used bulk_create
 (`_pairs_bulk_create`, kept as the reference). Both must store the same rows.
 """
+import threading
+
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from feedback.models import Comparison, Prompt, Sample
@@ -93,3 +95,89 @@ def test_a_database_refusal_halfway_stores_nothing(tiny_models):
             comparisons_import(project=project, rows=[{"prompt": "q", "response_a": "a", "response_b": "b"}] * 3)
     assert (Prompt.objects.count(), Sample.objects.count()) == before
     assert Comparison.objects.filter(project=project).count() == 0
+
+
+ON_POSTGRESQL = pytest.mark.skipif(connection.vendor != "postgresql",
+                                   reason="foreign-key triggers and row locks of PostgreSQL (set DATABASE_URL)")
+
+
+def _triggers_off_spy(monkeypatch) -> list:
+    returned = []
+    real = service._foreign_key_triggers_off
+
+    def spy(cursor, project):
+        returned.append(real(cursor, project))
+        return returned[-1]
+
+    monkeypatch.setattr(service, "_foreign_key_triggers_off", spy)
+    return returned
+
+
+@ON_POSTGRESQL
+def test_foreign_keys_are_checked_again_right_after_the_import(tiny_models, monkeypatch):
+    """The triggers are off only while the import's own rows are written: a bad reference
+    written next in the same transaction is refused."""
+    project = make_project(tiny_models, first_batch=0)
+    returned = _triggers_off_spy(monkeypatch)
+    with transaction.atomic():
+        comparisons_import(project=project, rows=ROWS)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW session_replication_role")
+            assert cursor.fetchone()[0] == "origin"
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Sample.objects.create(prompt_id=10 ** 12, model_name="m", text="t")
+    assert returned == ["origin"]  # the fast path ran (the test database's role is a superuser)
+    assert len(_stored(project)) == 3
+
+
+@ON_POSTGRESQL
+def test_a_role_that_may_not_turn_triggers_off_imports_with_them_on(tiny_models, monkeypatch):
+    project = make_project(tiny_models, first_batch=0)
+    returned = _triggers_off_spy(monkeypatch)
+    with connection.cursor() as cursor:  # all inside the test's transaction, rolled back after it
+        cursor.execute("CREATE ROLE rlhf_import_plain NOLOGIN")
+        cursor.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO rlhf_import_plain")
+        cursor.execute("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO rlhf_import_plain")
+        cursor.execute("SET ROLE rlhf_import_plain")
+        try:
+            assert comparisons_import(project=project, rows=ROWS * 2) == 6
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the triggers' checks, now
+        finally:
+            cursor.execute("RESET ROLE")
+    assert returned == [None]
+    assert _stored(project)[:3] == _stored(project)[3:] and len(_stored(project)) == 6
+
+
+@ON_POSTGRESQL
+@pytest.mark.django_db(transaction=True)
+def test_the_project_cannot_be_deleted_while_its_import_runs(tiny_models):
+    """The one row outside the import that its rows point at is locked as the triggers
+    would lock it: a delete of the project waits (here: NOWAIT fails at once)."""
+    from django.db import DatabaseError, connections
+
+    from feedback.models import Project
+
+    project = make_project(tiny_models, first_batch=0)
+    outcome = []
+
+    def delete_now():
+        try:
+            with transaction.atomic():
+                list(Project.objects.select_for_update(nowait=True).filter(pk=project.pk))
+            outcome.append("locked the project")
+        except DatabaseError as error:
+            outcome.append(type(error).__name__)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        comparisons_import(project=project, rows=ROWS)
+        thread = threading.Thread(target=delete_now)
+        thread.start()
+        thread.join(10)
+    assert outcome == ["OperationalError"]  # could not obtain lock on row
+    thread = threading.Thread(target=delete_now)
+    thread.start()
+    thread.join(10)
+    assert outcome[1] == "locked the project" and len(_stored(project)) == 3
