@@ -23,6 +23,26 @@ def test_annotator_never_gets_the_same_comparison_twice(tiny_models, alice):
     assert Vote.objects.filter(annotator=alice).count() == 3
 
 
+def test_what_an_annotator_voted_on_or_skipped_does_not_hide_the_rest_of_the_queue(tiny_models, alice):
+    """More open comparisons than one candidate read holds are ones alice is done with
+    (others still need to vote on them): she still gets the next one."""
+    from feedback.services.projects import comparisons_import
+
+    project = make_project(tiny_models, overlap=3, first_batch=0)
+    comparisons_import(project=project, rows=[{"prompt": f"q{i}", "response_a": "a", "response_b": "b"}
+                                              for i in range(14)])
+    for i in range(12):
+        a = assignment_next(annotator=alice, project=project)
+        if i % 3:
+            vote_submit(annotator=alice, assignment_id=a.pk, choice="a")
+        else:
+            assignment_skip(annotator=alice, assignment_id=a.pk, reason="unclear")
+    assert Comparison.objects.filter(project=project, status=Comparison.Status.OPEN).count() == 14
+    following = assignment_next(annotator=alice, project=project)
+    ids = sorted(Comparison.objects.filter(project=project).values_list("id", flat=True))
+    assert following is not None and following.comparison_id == ids[12]
+
+
 def test_overlap_caps_reservations_plus_votes(tiny_models, alice, bob, django_user_model):
     project = make_project(tiny_models, overlap=2, first_batch=1)
     carol = django_user_model.objects.create_user(username="carol", password="x")
