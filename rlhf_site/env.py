@@ -64,6 +64,7 @@ def env_database(name: str, default_sqlite_path: Path) -> dict:
             "ENGINE": SQLITE_ENGINE,
             "NAME": str(default_sqlite_path),
             "OPTIONS": _SQLITE_OPTIONS,
+            **_SQLITE_CONNECTIONS,
             # A file, not shared-cache memory: the live test server's and the Celery test
             # worker's threads then lock rows the way production SQLite does (WAL).
             "TEST": {"NAME": str(default_sqlite_path.with_name("test-" + default_sqlite_path.name))},
@@ -81,7 +82,7 @@ def env_database(name: str, default_sqlite_path: Path) -> dict:
             f"{name}={raw!r}: only postgres:// and sqlite:// URLs are supported (got engine {engine!r})."
         )
     if engine == "django.db.backends.sqlite3":
-        config["ENGINE"], config["OPTIONS"] = SQLITE_ENGINE, _SQLITE_OPTIONS
+        config.update(ENGINE=SQLITE_ENGINE, OPTIONS=_SQLITE_OPTIONS, **_SQLITE_CONNECTIONS)
     else:
         pool_size = env_int("DB_POOL_SIZE", 20, minimum=0)
         if pool_size:
@@ -94,6 +95,11 @@ def env_database(name: str, default_sqlite_path: Path) -> dict:
 # queue on `timeout` instead of failing with "database is locked" halfway through.
 # Django's backend, with a writer waiting for that lock in short steps (sqlite_backend/base.py).
 SQLITE_ENGINE = "rlhf_site.sqlite_backend"
+# A web thread keeps its SQLite connection between requests: opening one (the file, the
+# PRAGMAs above, Django's SQL functions) cost about a tenth of the server's CPU time per
+# fetch + vote (BENCHMARKS.md). Connections to a file are cheap to hold; gunicorn's
+# threads are a fixed pool. The health check replaces one that broke.
+_SQLITE_CONNECTIONS = {"CONN_MAX_AGE": 600, "CONN_HEALTH_CHECKS": True}
 _SQLITE_OPTIONS = {
     "timeout": 30,
     "transaction_mode": "IMMEDIATE",
