@@ -98,7 +98,8 @@ SQLITE_ENGINE = "rlhf_site.sqlite_backend"
 # A web thread keeps its SQLite connection between requests: opening one (the file, the
 # PRAGMAs above, Django's SQL functions) cost about a tenth of the server's CPU time per
 # fetch + vote (BENCHMARKS.md). Connections to a file are cheap to hold; gunicorn's
-# threads are a fixed pool. The health check replaces one that broke.
+# threads are a fixed pool. The health check (sqlite_backend) replaces one whose file was
+# deleted or replaced since it opened it.
 _SQLITE_CONNECTIONS = {"CONN_MAX_AGE": 600, "CONN_HEALTH_CHECKS": True}
 _SQLITE_OPTIONS = {
     "timeout": 30,

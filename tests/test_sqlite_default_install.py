@@ -42,3 +42,12 @@ def test_a_writer_gives_up_after_the_timeout_with_a_database_error(tmp_path):
     assert 0.25 <= out["waited_s"] < 1.5  # the 0.3 s timeout, not the holder's 2 s
     assert out["busy_timeout_ms"] == 300
     assert out["names"] == ["holder"]
+
+
+def test_a_kept_connection_follows_a_database_file_replaced_between_requests(tmp_path):
+    # Connections are kept between requests on SQLite: after a restore, the next request
+    # must see the restored file, and what it writes must land there, not in the old one.
+    out = _scenario("replaced", tmp_path)
+    assert out["kept_between_requests"]
+    assert out["seen"] == ["in the backup"]
+    assert out["stored"] == ["in the backup", "written after the restore"]

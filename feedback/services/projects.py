@@ -631,15 +631,20 @@ def _foreign_key_triggers_off(cursor, project: Project) -> str | None:
     locked here as each trigger call would lock it (FOR KEY SHARE: deleting the project
     waits for the import to end, then fails on its prompts, whose triggers in the deleting
     session are on). The round and checkpoint columns are NULL. CHECK and UNIQUE
-    constraints are not triggers and hold as always.
+    constraints are not triggers and hold as always. Tables with triggers of their own
+    (not the foreign keys') keep every trigger on.
     """
     from django.db import IntegrityError, connection
 
     privilege = "has_parameter_privilege('session_replication_role', 'SET')" if connection.pg_version >= 150000 \
         else "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-    cursor.execute(f"SELECT current_setting('session_replication_role'), {privilege}")
-    current, allowed = cursor.fetchone()
-    if not allowed or current != "origin":
+    # The setting turns off every ordinary trigger, not only the foreign keys' (which are
+    # internal): a trigger someone added to these tables (an audit log) keeps them all on.
+    cursor.execute(f"SELECT current_setting('session_replication_role'), {privilege}, EXISTS ("
+                   "SELECT 1 FROM pg_trigger WHERE tgrelid = ANY(%s::regclass[]) AND NOT tgisinternal)",
+                   [[model._meta.db_table for model in PAIR_TABLES.values()]])
+    current, allowed, own_triggers = cursor.fetchone()
+    if not allowed or current != "origin" or own_triggers:
         return None
     cursor.execute(f"SELECT 1 FROM {Project._meta.db_table} WHERE id = %s FOR KEY SHARE", [project.pk])
     if cursor.fetchone() is None:

@@ -10,6 +10,7 @@ retried every 0.5-1 ms for the first 100 ms, then at steps doubling up to 8 ms (
 write, such as a big import, is not polled a thousand times a second), up to the
 connection's own busy timeout; every other statement keeps SQLite's handler.
 """
+import os
 import random
 import sqlite3
 import time
@@ -24,12 +25,32 @@ def _busy(exc: BaseException | None) -> bool:
     return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+def _file_identity(path) -> tuple | None:
+    """(device, inode) of the database file; None when there is none at `path`."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError, TypeError):
+        return None
+    return found.st_dev, found.st_ino
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
         conn = super().get_new_connection(conn_params)
         # what `timeout` (or init_command) set, restored after each wait below
         self.busy_timeout_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        self.opened_file = None if self.is_in_memory_db() else _file_identity(self.settings_dict["NAME"])
         return conn
+
+    def is_usable(self):
+        """Whether the file this connection opened is still the one at the database's path.
+
+        A connection kept between requests (CONN_MAX_AGE, CONN_HEALTH_CHECKS) would
+        otherwise go on reading and writing a file that was deleted or replaced, say by a
+        restored backup, and every write would be lost with it. (Django's SQLite backend
+        answers True whatever happened.) Checked once per request, before its first query.
+        """
+        return self.opened_file is None or _file_identity(self.settings_dict["NAME"]) == self.opened_file
 
     def _start_transaction_under_autocommit(self):
         if self.transaction_mode is None:

@@ -95,6 +95,10 @@ def test_a_database_refusal_halfway_stores_nothing(tiny_models):
             comparisons_import(project=project, rows=[{"prompt": "q", "response_a": "a", "response_b": "b"}] * 3)
     assert (Prompt.objects.count(), Sample.objects.count()) == before
     assert Comparison.objects.filter(project=project).count() == 0
+    if connection.vendor == "postgresql":  # the triggers were off for the failed COPYs: on again
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW session_replication_role")
+            assert cursor.fetchone()[0] == "origin"
 
 
 ON_POSTGRESQL = pytest.mark.skipif(connection.vendor != "postgresql",
@@ -150,34 +154,54 @@ def test_a_role_that_may_not_turn_triggers_off_imports_with_them_on(tiny_models,
 
 
 @ON_POSTGRESQL
+def test_tables_with_triggers_of_their_own_keep_every_trigger_on(tiny_models, monkeypatch):
+    """Turning foreign-key triggers off turns off every ordinary trigger: one that an
+    operator added (here: upper-casing model names) must still run on imported rows."""
+    project = make_project(tiny_models, first_batch=0)
+    returned = _triggers_off_spy(monkeypatch)
+    with connection.cursor() as cursor:  # inside the test's transaction, rolled back after it
+        cursor.execute("CREATE FUNCTION rlhf_test_upper() RETURNS trigger LANGUAGE plpgsql AS "
+                       "$$ BEGIN NEW.model_name := upper(NEW.model_name); RETURN NEW; END $$")
+        cursor.execute("CREATE TRIGGER rlhf_test_upper BEFORE INSERT ON feedback_sample "
+                       "FOR EACH ROW EXECUTE FUNCTION rlhf_test_upper()")
+    comparisons_import(project=project, rows=[{"prompt": "q", "response_a": "a", "response_b": "b",
+                                               "model_a": "small", "model_b": "large"}])
+    assert returned == [None]
+    assert sorted(Sample.objects.filter(prompt__project=project).values_list("model_name", flat=True)) == [
+        "LARGE", "SMALL"]
+
+
+@ON_POSTGRESQL
 @pytest.mark.django_db(transaction=True)
-def test_the_project_cannot_be_deleted_while_its_import_runs(tiny_models):
-    """The one row outside the import that its rows point at is locked as the triggers
-    would lock it: a delete of the project waits (here: NOWAIT fails at once)."""
-    from django.db import DatabaseError, connections
+def test_deleting_the_project_during_its_import_waits_then_fails(tiny_models):
+    """The project row is locked as the triggers would lock it: a delete issued while the
+    import's transaction is open waits for it, then fails on the imported prompts; the
+    pairs stay, and nothing points at a project that is gone."""
+    from django.db import connections
 
     from feedback.models import Project
 
-    project = make_project(tiny_models, first_batch=0)
-    outcome = []
+    project = Project.objects.create(name="bare")  # nothing else refers to it
+    outcome, started = [], threading.Event()
 
-    def delete_now():
+    def delete():
         try:
-            with transaction.atomic():
-                list(Project.objects.select_for_update(nowait=True).filter(pk=project.pk))
-            outcome.append("locked the project")
-        except DatabaseError as error:
-            outcome.append(type(error).__name__)
+            with transaction.atomic(), connection.cursor() as cursor:
+                started.set()
+                cursor.execute(f"DELETE FROM {Project._meta.db_table} WHERE id = %s", [project.pk])
+            outcome.append("deleted")
+        except IntegrityError:
+            outcome.append("refused")
         finally:
             connections.close_all()
 
+    thread = threading.Thread(target=delete)
     with transaction.atomic():
         comparisons_import(project=project, rows=ROWS)
-        thread = threading.Thread(target=delete_now)
         thread.start()
-        thread.join(10)
-    assert outcome == ["OperationalError"]  # could not obtain lock on row
-    thread = threading.Thread(target=delete_now)
-    thread.start()
+        started.wait(10)
+        thread.join(1.0)
+        assert thread.is_alive() and outcome == []  # waiting for the import
     thread.join(10)
-    assert outcome[1] == "locked the project" and len(_stored(project)) == 3
+    assert outcome == ["refused"]
+    assert Project.objects.filter(pk=project.pk).exists() and len(_stored(project)) == 3

@@ -1,5 +1,5 @@
 """Run as a script against the default install's SQLite (the test sets RLHF_DATA_DIR and no
-DATABASE_URL): `python tests/sqlite/scenarios.py drain|wait|give_up`, one JSON line out.
+DATABASE_URL): `python tests/sqlite/scenarios.py drain|wait|give_up|replaced`, one JSON line out.
 
 The test session itself runs on PostgreSQL in CI, so the SQLite backend's behaviour under
 concurrent writers is exercised in a process of its own, configured as `scripts/demo` is.
@@ -87,6 +87,35 @@ def give_up() -> dict:
             "names": sorted(Project.objects.values_list("name", flat=True))}
 
 
+def replaced() -> dict:
+    """Between two requests the database file is replaced by a backup (and its WAL files
+    removed, as a restore does): the next request reads and writes the file now at the
+    path, not the one its kept connection opened."""
+    import sqlite3
+
+    from django.core.signals import request_finished, request_started
+
+    path = Path(connection.settings_dict["NAME"])
+    Project.objects.create(name="in the backup")
+    backup = path.with_name("backup.sqlite3")
+    with sqlite3.connect(backup) as copy:
+        connection.connection.backup(copy)
+    copy.close()
+    Project.objects.create(name="after the backup")
+    request_finished.send(sender=None)  # the request ends; its connection is kept (CONN_MAX_AGE)
+    kept = connection.connection is not None
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    os.replace(backup, path)
+    request_started.send(sender=None)  # the next request
+    seen = sorted(Project.objects.values_list("name", flat=True))
+    Project.objects.create(name="written after the restore")
+    on_disk = sqlite3.connect(path)
+    stored = sorted(name for (name,) in on_disk.execute(f"SELECT name FROM {Project._meta.db_table}"))
+    on_disk.close()
+    return {"kept_between_requests": kept, "seen": seen, "stored": stored}
+
+
 if __name__ == "__main__":
     call_command("migrate", verbosity=0)
-    print(json.dumps({"drain": drain, "wait": wait, "give_up": give_up}[sys.argv[1]]()))
+    print(json.dumps({"drain": drain, "wait": wait, "give_up": give_up, "replaced": replaced}[sys.argv[1]]()))
