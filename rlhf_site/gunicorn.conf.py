@@ -9,3 +9,6 @@ timeout = 120
 graceful_timeout = 10
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
 wsgi_app = "rlhf_site.wsgi:application"
+# No control socket: gunicorn 27 puts every server's at ~/.gunicorn/gunicorn.ctl, so the
+# web server and the serving process (serve.conf.py) would take the same path.
+control_socket_disable = True

@@ -16,3 +16,4 @@ graceful_timeout = 10
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
 wsgi_app = "rlhf_site.serve:application"
 raw_env = ["DJANGO_SETTINGS_MODULE=rlhf_site.settings_serve"]
+control_socket_disable = True  # see gunicorn.conf.py

@@ -122,6 +122,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # collectstatic's; WhiteNoise warns at every start when it is missing
 # Serve from the source folders too (no collectstatic step for a laptop install).
 WHITENOISE_USE_FINDERS = True
 
