@@ -63,7 +63,7 @@ def bench_import(pairs: int, repeats: int) -> None:
         """PostgreSQL: the same COPYs with the foreign-key triggers on (as for a database
         role that may not turn them off; session 12's import)."""
         real = projects_service._foreign_key_triggers_off
-        projects_service._foreign_key_triggers_off = lambda cursor, project: None
+        projects_service._foreign_key_triggers_off = lambda cursor: None
         try:
             comparisons_import(project=project, rows=rows)
         finally:

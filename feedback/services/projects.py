@@ -593,7 +593,7 @@ def _pairs_write(project: Project, prepared: list[dict], source: str) -> None:
         ids = {name: _reserve_ids(wrapper, vendor, PAIR_TABLES[name]._meta.db_table, PAIR_COUNTS[name] * len(prepared))
                for name in PAIR_TABLES}
         rows = _pair_rows(project, prepared, source, ids, now)
-        restore_role = _foreign_key_triggers_off(wrapper, project) if vendor == "postgresql" else None
+        restore_role = _foreign_key_triggers_off(wrapper) if vendor == "postgresql" else None
         for name, model in PAIR_TABLES.items():
             table, columns = model._meta.db_table, PAIR_COLUMNS[name]
             if vendor == "postgresql":
@@ -613,9 +613,16 @@ def _pairs_write(project: Project, prepared: list[dict], source: str) -> None:
                 wrapper.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", list(rows[name]))
         if restore_role is not None:
             wrapper.execute("SELECT set_config('session_replication_role', %s, true)", [restore_role])
+            # The one row outside the import that its rows point at, locked as each trigger
+            # call would have locked it, and as late: from here to the commit, so that page
+            # views locking the project (leaderboard, playground) do not wait for the COPYs.
+            # Deleted meanwhile: the import fails, as its deferred checks would have.
+            wrapper.execute(f"SELECT 1 FROM {Project._meta.db_table} WHERE id = %s FOR KEY SHARE", [project.pk])
+            if wrapper.fetchone() is None:
+                raise IntegrityError(f"project {project.pk} does not exist (deleted while importing?)")
 
 
-def _foreign_key_triggers_off(cursor, project: Project) -> str | None:
+def _foreign_key_triggers_off(cursor) -> str | None:
     """On PostgreSQL, turn off the foreign-key triggers of the rows this import writes,
     because what they check holds by construction: 7 trigger calls per pair took 40 % of
     a 20,000-pair import (bench/profile_requests.py). Returns the setting to restore right
@@ -627,14 +634,14 @@ def _foreign_key_triggers_off(cursor, project: Project) -> str | None:
     pg_restore --disable-triggers loads rows whose references it knows to be sound. Every
     reference written names either a row of this same import (its ids reserved from the
     sequences above, its rows written by COPYs that fail whole or write every row; no
-    other transaction can see or delete them before commit) or the project, whose row is
-    locked here as each trigger call would lock it (FOR KEY SHARE: deleting the project
-    waits for the import to end, then fails on its prompts, whose triggers in the deleting
-    session are on). The round and checkpoint columns are NULL. CHECK and UNIQUE
+    other transaction can see or delete them before commit) or the project, whose row the
+    caller locks after the writes as each trigger call would lock it (FOR KEY SHARE:
+    deleting the project then waits for the import to end, and fails on its prompts, whose
+    triggers in the deleting session are on). The round and checkpoint columns are NULL. CHECK and UNIQUE
     constraints are not triggers and hold as always. Tables with triggers of their own
     (not the foreign keys') keep every trigger on.
     """
-    from django.db import IntegrityError, connection
+    from django.db import connection
 
     privilege = "has_parameter_privilege('session_replication_role', 'SET')" if connection.pg_version >= 150000 \
         else "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
@@ -646,9 +653,6 @@ def _foreign_key_triggers_off(cursor, project: Project) -> str | None:
     current, allowed, own_triggers = cursor.fetchone()
     if not allowed or current != "origin" or own_triggers:
         return None
-    cursor.execute(f"SELECT 1 FROM {Project._meta.db_table} WHERE id = %s FOR KEY SHARE", [project.pk])
-    if cursor.fetchone() is None:
-        raise IntegrityError(f"project {project.pk} does not exist (deleted while importing?)")
     cursor.execute("SELECT set_config('session_replication_role', 'replica', true)")
     return current
 

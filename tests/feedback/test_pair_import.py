@@ -109,8 +109,8 @@ def _triggers_off_spy(monkeypatch) -> list:
     returned = []
     real = service._foreign_key_triggers_off
 
-    def spy(cursor, project):
-        returned.append(real(cursor, project))
+    def spy(cursor):
+        returned.append(real(cursor))
         return returned[-1]
 
     monkeypatch.setattr(service, "_foreign_key_triggers_off", spy)
@@ -205,3 +205,37 @@ def test_deleting_the_project_during_its_import_waits_then_fails(tiny_models):
     thread.join(10)
     assert outcome == ["refused"]
     assert Project.objects.filter(pk=project.pk).exists() and len(_stored(project)) == 3
+
+
+@ON_POSTGRESQL
+@pytest.mark.django_db(transaction=True)
+def test_a_project_deleted_while_its_rows_are_written_fails_the_import(tiny_models, monkeypatch):
+    """The project row is locked only after the COPYs (page views that lock it do not wait
+    for them): a delete that commits while they run makes the import fail whole, as its
+    deferred foreign-key checks would have, instead of leaving rows that point nowhere."""
+    from django.db import connections
+
+    from feedback.models import Project
+
+    project = Project.objects.create(name="bare")
+    real_rows = service._pair_rows
+
+    def delete_committed():
+        try:
+            with connection.cursor() as cursor:  # autocommit: committed when it returns
+                cursor.execute(f"DELETE FROM {Project._meta.db_table} WHERE id = %s", [project.pk])
+        finally:
+            connections.close_all()
+
+    def rows_then_delete(*args, **kwargs):
+        thread = threading.Thread(target=delete_committed)
+        thread.start()
+        thread.join(10)  # not blocked: nothing locks the project yet
+        return real_rows(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_pair_rows", rows_then_delete)
+    with pytest.raises(IntegrityError):
+        comparisons_import(project=project, rows=ROWS)
+    assert not Project.objects.filter(pk=project.pk).exists()
+    assert not Prompt.objects.filter(project_id=project.pk).exists()
+    assert not Comparison.objects.filter(project_id=project.pk).exists()
