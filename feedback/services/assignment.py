@@ -23,7 +23,12 @@ _CANDIDATES_PER_TRY = 10
 _COMPARISON, _ASSIGNMENT = Comparison._meta.db_table, Assignment._meta.db_table
 _TAKEN = (f"(SELECT COUNT(*) FROM {_ASSIGNMENT} t WHERE t.comparison_id = c.id"
           f" AND (t.status = %s OR (t.status = %s AND t.reserved_until > %s)))")
-"""Votes cast plus live reservations of comparison `c` (parameters: voted, reserved, now)."""
+"""Votes cast plus live reservations of comparison `c` (parameters: `_taken_params`)."""
+
+
+def _taken_params(at) -> list:
+    """_TAKEN's parameters; `at`: now, as the database stores it."""
+    return [Assignment.Status.VOTED.value, Assignment.Status.RESERVED.value, at]
 
 
 def _open_for_me(project: Project, annotator: AbstractUser, now) -> tuple[str, list]:
@@ -37,11 +42,11 @@ def _open_for_me(project: Project, annotator: AbstractUser, now) -> tuple[str, l
     claim is half of every fetch-next request (bench/profile_requests.py).
     """
     at = connection.ops.adapt_datetimefield_value(now)  # SQLite stores text, in UTC
-    reserved, voted = Assignment.Status.RESERVED.value, Assignment.Status.VOTED.value
     sql = (f"FROM {_COMPARISON} c WHERE c.project_id = %s AND c.status = %s"
            f" AND NOT EXISTS (SELECT 1 FROM {_ASSIGNMENT} m WHERE m.comparison_id = c.id AND m.annotator_id = %s"
            f" AND NOT (m.status = %s AND m.reserved_until <= %s)) AND {_TAKEN} < c.votes_needed")
-    return sql, [project.pk, Comparison.Status.OPEN.value, annotator.pk, reserved, at, voted, reserved, at]
+    return sql, [project.pk, Comparison.Status.OPEN.value, annotator.pk, Assignment.Status.RESERVED.value, at,
+                 *_taken_params(at)]
 
 
 def _candidates(project: Project, annotator: AbstractUser, now, *, lock: bool) -> list[tuple[int, bool]]:
@@ -64,8 +69,7 @@ def _still_claimable(comparison_id: int, now) -> bool:
     at = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT 1 FROM {_COMPARISON} c WHERE c.id = %s AND c.status = %s AND {_TAKEN} < c.votes_needed",
-                       [comparison_id, Comparison.Status.OPEN.value, Assignment.Status.VOTED.value,
-                        Assignment.Status.RESERVED.value, at])
+                       [comparison_id, Comparison.Status.OPEN.value, *_taken_params(at)])
         return cursor.fetchone() is not None
 
 
