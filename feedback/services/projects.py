@@ -637,9 +637,9 @@ def _foreign_key_triggers_off(cursor) -> str | None:
     other transaction can see or delete them before commit) or the project, whose row the
     caller locks after the writes as each trigger call would lock it (FOR KEY SHARE:
     deleting the project then waits for the import to end, and fails on its prompts, whose
-    triggers in the deleting session are on). The round and checkpoint columns are NULL. CHECK and UNIQUE
-    constraints are not triggers and hold as always. Tables with triggers of their own
-    (not the foreign keys') keep every trigger on.
+    triggers in the deleting session are on). The round and checkpoint columns are NULL.
+    CHECK and UNIQUE constraints are not triggers and hold as always. Tables with triggers
+    of their own (not the foreign keys') keep every trigger on.
     """
     from django.db import connection
 
@@ -655,4 +655,3 @@ def _foreign_key_triggers_off(cursor) -> str | None:
         return None
     cursor.execute("SELECT set_config('session_replication_role', 'replica', true)")
     return current
-
